@@ -1,0 +1,171 @@
+"""Model input features: BlazePose landmarks (F, 33, 10) -> (F, 25, 18) plus a validity mask.
+
+Input: the (F, 33, 10) landmark format of the shared data and of ``blaze2cap extract``
+(channels in ``engine.skeleton``: world xyz in metres, hip-centred, x right, y down, z away
+from the camera; normalised image x, y; relative depth; visibility; anchor flag).
+
+Per frame, for each of the 25 landmarks in ``skeleton.FEATURE_LANDMARKS`` (18 channels):
+
+====  =====================================================================================
+0-2   world position, metres, hip-centred, BlazePose axes (~camera axes)
+3-5   world velocity, metres per frame (0 on the first frame of a track)
+6-7   image position relative to the hip centre, divided by the image torso length s
+      (image units: x scaled by the aspect ratio so both axes are in image heights)
+8-9   image velocity, same units, per frame (0 on the first frame of a track)
+10    MediaPipe relative depth (channel 7), same units
+11    landmark visibility
+12    track-restart flag of the frame (1 on the first frame after a frame with no detection)
+13-14 hip centre in the image, relative to the image centre, in image heights (the camera
+      ray through the hip: view context)
+15    log s (the person's image size: distance from the camera)
+16    change of log s per frame (motion towards / away from the camera)
+17    frames since the track started, / 64, capped at 1
+====  =====================================================================================
+
+Channels 12-17 are per-frame context repeated over the 25 landmarks, so the layout stays
+(25, 18). Frames without a detection (all channels 0), with NaN/inf values, or with a
+degenerate torso get all-zero features and ``valid = False``: the model masks them out of
+attention and never treats them as a pose. A track restart (channel 4 = 0 on a detected
+frame) zeroes every velocity and resets channel 17, so nothing is differenced across a gap.
+
+Features are causal: frame t uses frames t and t-1 only. :class:`FeatureState` carries what
+is needed across chunks, so chunked / streaming computation equals one pass over the whole
+sequence.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import InputError
+from .skeleton import (BLAZEPOSE_INDEX, CH_ANCHOR, CH_IMAGE, CH_IMAGE_Z, CH_VIS, CH_WORLD,
+                       FEATURE_LANDMARK_INDICES, NUM_BLAZEPOSE, NUM_CHANNELS,
+                       blazepose_mirror_permutation)
+
+NUM_KEYPOINTS = len(FEATURE_LANDMARK_INDICES)  # 25
+NUM_FEATURES = 18
+DEFAULT_ASPECT = 16 / 9  # image width / height of the TotalCapture videos
+MIN_TORSO = 1e-3  # image heights; below this the detection is degenerate
+
+_LS, _RS = BLAZEPOSE_INDEX["left_shoulder"], BLAZEPOSE_INDEX["right_shoulder"]
+_LH, _RH = BLAZEPOSE_INDEX["left_hip"], BLAZEPOSE_INDEX["right_hip"]
+
+
+class LandmarkError(InputError):
+    """Landmarks of the wrong shape or type."""
+
+
+@dataclass
+class FeatureState:
+    """What features of the next chunk need from the previous one."""
+
+    prev: np.ndarray | None = None     # (33, 10) last frame, or None
+    prev_valid: bool = False
+    since_start: int = 0                # frames since the current track started
+
+
+def check_landmarks(lm: np.ndarray) -> np.ndarray:
+    """Validate a landmark array and return it as float32 (F, 33, 10); raise LandmarkError."""
+    arr = np.asarray(lm)
+    if arr.dtype.kind not in "fiu":
+        raise LandmarkError(f"landmarks must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 3 or arr.shape[1:] != (NUM_BLAZEPOSE, NUM_CHANNELS):
+        raise LandmarkError(
+            f"landmarks must have shape (frames, {NUM_BLAZEPOSE}, {NUM_CHANNELS}), got {arr.shape}")
+    return arr.astype(np.float32, copy=False)
+
+
+def frame_validity(lm: np.ndarray, aspect: float = DEFAULT_ASPECT) -> np.ndarray:
+    """(F, 33, 10) -> (F,) bool: detected, finite and with a non-degenerate image torso."""
+    finite = np.isfinite(lm).all(axis=(1, 2))
+    detected = (np.where(np.isfinite(lm), lm, 0) != 0).any(axis=(1, 2))
+    return finite & detected & (_torso_length(np.nan_to_num(lm), aspect) > MIN_TORSO)
+
+
+def _torso_length(lm: np.ndarray, aspect: float) -> np.ndarray:
+    img = lm[:, :, CH_IMAGE] * np.array([aspect, 1.0], dtype=np.float32)
+    sh = 0.5 * (img[:, _LS] + img[:, _RS])
+    hp = 0.5 * (img[:, _LH] + img[:, _RH])
+    return np.linalg.norm(sh - hp, axis=-1)
+
+
+def compute_features(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
+                     state: FeatureState | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, FeatureState]:
+    """Landmarks (F, 33, 10) -> features (F, 25, 18) float32, valid (F,) bool, next state.
+
+    ``aspect`` is the video's width / height. ``state`` continues a previous chunk.
+    """
+    lm = check_landmarks(lm)
+    state = state or FeatureState()
+    n = lm.shape[0]
+    valid = frame_validity(lm, aspect)
+    lm = np.where(valid[:, None, None], np.nan_to_num(lm), 0).astype(np.float32)
+
+    # Previous frame of every frame (frame -1 comes from the state).
+    prev_lm = np.empty_like(lm)
+    prev_valid = np.empty(n, dtype=bool)
+    if n:
+        prev_lm[0] = state.prev if state.prev is not None else 0
+        prev_valid[0] = state.prev_valid
+        prev_lm[1:] = lm[:-1]
+        prev_valid[1:] = valid[:-1]
+    restart = valid & ((lm[:, 0, CH_ANCHOR] == 0) | ~prev_valid)
+    cont = valid & ~restart  # velocities are defined
+
+    # Frames since the track started, carried across chunks.
+    since = np.zeros(n, dtype=np.int64)
+    run = state.since_start
+    for i in range(n):  # O(F) scalar loop; cheap next to the model
+        run = 0 if (not valid[i] or restart[i]) else run + 1
+        since[i] = run
+
+    scale_xy = np.array([aspect, 1.0], dtype=np.float32)
+
+    def image_terms(x: np.ndarray):
+        img = x[:, :, CH_IMAGE] * scale_xy
+        hip = 0.5 * (img[:, _LH] + img[:, _RH])                       # (F, 2)
+        s = np.maximum(_torso_length(x, aspect), MIN_TORSO)          # (F,)
+        rel = (img - hip[:, None]) / s[:, None, None]                # (F, 33, 2)
+        return img, hip, s, rel
+
+    _, hip, s, rel = image_terms(lm)
+    _, _, s_prev, rel_prev = image_terms(prev_lm)
+    idx = list(FEATURE_LANDMARK_INDICES)
+    world = lm[:, idx, CH_WORLD]
+    world_prev = prev_lm[:, idx, CH_WORLD]
+    c = cont[:, None, None].astype(np.float32)
+
+    feats = np.zeros((n, NUM_KEYPOINTS, NUM_FEATURES), dtype=np.float32)
+    feats[:, :, 0:3] = world
+    feats[:, :, 3:6] = (world - world_prev) * c
+    feats[:, :, 6:8] = rel[:, idx]
+    feats[:, :, 8:10] = (rel[:, idx] - rel_prev[:, idx]) * c
+    feats[:, :, 10] = lm[:, idx, CH_IMAGE_Z] * aspect / s[:, None]
+    feats[:, :, 11] = lm[:, idx, CH_VIS]
+    feats[:, :, 12] = restart[:, None]
+    feats[:, :, 13:15] = (hip - 0.5 * scale_xy)[:, None, :]
+    feats[:, :, 15] = np.log(s)[:, None]
+    feats[:, :, 16] = (np.log(s) - np.log(s_prev))[:, None] * c[:, :, 0]
+    feats[:, :, 17] = np.minimum(since, 64)[:, None] / 64.0
+    feats[~valid] = 0
+
+    new_state = FeatureState(
+        prev=lm[-1].copy() if n else state.prev,
+        prev_valid=bool(valid[-1]) if n else state.prev_valid,
+        since_start=int(since[-1]) if n else state.since_start,
+    )
+    return feats, valid, new_state
+
+
+def mirror_landmarks(lm: np.ndarray) -> np.ndarray:
+    """Left/right mirror of (F, 33, 10) landmarks (camera x flipped, sides swapped).
+
+    Frames without a detection stay all zero.
+    """
+    out = lm[:, blazepose_mirror_permutation()].copy()
+    detected = (lm != 0).any(axis=(1, 2))
+    out[:, :, 0] *= -1
+    out[:, :, 5] = np.where(detected[:, None], 1.0 - out[:, :, 5], 0.0)
+    return out

@@ -1,0 +1,202 @@
+"""MotionTransformer: causal temporal Transformer, BlazePose features -> 22 x 6D per frame.
+
+Input  (B, S, 25, 18) features (``engine.features``) and (B, S) validity.
+Output (B, S, 22, 6): slot 0 root translation, slot 1 root rotation (6D), slots 2..21 local
+joint rotations (6D); see ``engine.skeleton``.
+
+Design:
+* flatten + project to ``d_model``; inputs are standardised by buffers fitted on the training
+  data (saved with the weights);
+* rotary positional encoding (RoPE) inside attention: attention depends only on the distance
+  between frames, so a frame's output is the same whether it is computed in a training
+  window, a long sequence processed in chunks, or one frame at a time (``engine.inference``);
+* causal, banded self-attention: frame t attends to frames t-window+1 .. t that are valid
+  (frames without a detection are masked out as keys); a frame with no valid key attends to
+  itself only;
+* split-head decoder: root head -> (B, S, 2, 6), body head -> (B, S, 20, 6); rotation slots
+  are predicted as residuals of the identity so an untrained model outputs the rest pose.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .features import NUM_FEATURES, NUM_KEYPOINTS
+from .skeleton import NUM_SLOTS
+
+IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+#: Output scale and offset of slot 0 (dx, dy, dz per frame; x, y, z), metres: a unit network
+#: output is a typical displacement / position, so all output slots train at similar scales.
+ROOT_SCALE = (0.02, 0.02, 0.02, 0.5, 0.5, 2.0)
+ROOT_OFFSET = (0.0, 0.0, 0.0, 0.0, 0.0, 4.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    num_keypoints: int = NUM_KEYPOINTS  # BlazePose landmarks per frame
+    num_features: int = NUM_FEATURES    # features per landmark
+    d_model: int = 256                  # width of the residual stream
+    n_layers: int = 4                   # Transformer blocks
+    n_heads: int = 4                    # attention heads
+    d_ff: int = 512                     # hidden width of the feed-forward blocks
+    dropout: float = 0.1                # dropout in attention, FFN and on the input
+    window: int = 64                    # frames a frame attends to (itself included)
+    rope_base: float = 10000.0          # RoPE frequency base
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        unknown = set(d) - set(known)
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**known)
+
+
+def rope_tables(n: int, head_dim: int, base: float, device=None, dtype=torch.float32):
+    """cos, sin tables (n, head_dim/2) for positions 0..n-1 (computed in float64)."""
+    inv = 1.0 / (base ** (torch.arange(0, head_dim, 2, dtype=torch.float64, device=device) / head_dim))
+    ang = torch.arange(n, dtype=torch.float64, device=device)[:, None] * inv[None]
+    return ang.cos().to(dtype), ang.sin().to(dtype)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x (B, H, S, D) rotated pairwise (first half / second half) by position."""
+    d = x.shape[-1] // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def attention_mask(valid_q: torch.Tensor, valid_k: torch.Tensor, window: int) -> torch.Tensor:
+    """Boolean mask (B, 1, Sq, Sk): True where query i may attend to key j.
+
+    Keys are the ``Sk - Sq`` cached past frames followed by the Sq current frames.
+    Allowed: j <= i, i - j < window, key valid; a query always sees itself.
+    """
+    sq, sk = valid_q.shape[1], valid_k.shape[1]
+    past = sk - sq
+    qi = torch.arange(sq, device=valid_q.device)[:, None] + past
+    kj = torch.arange(sk, device=valid_q.device)[None, :]
+    band = (kj <= qi) & (qi - kj < window)
+    allowed = band[None] & valid_k[:, None, :]
+    allowed = allowed | (kj == qi)[None]
+    return allowed[:, None]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        assert cfg.d_model % cfg.n_heads == 0
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+
+    def forward(self, x, mask, cos, sin, past_kv=None):
+        """x (B, S, C); past_kv: (k, v) of cached frames, each (B, H, P, D) (k before RoPE).
+        Returns y (B, S, C) and the (k, v) of past + current frames (k before RoPE)."""
+        B, S, C = x.shape
+        q, k, v = self.qkv(x).split(C, dim=2)
+        q, k, v = (t.view(B, S, self.n_heads, C // self.n_heads).transpose(1, 2) for t in (q, k, v))
+        if past_kv is not None:
+            k = torch.cat([past_kv[0], k], dim=2)
+            v = torch.cat([past_kv[1], v], dim=2)
+        P = k.shape[2] - S
+        qr = apply_rope(q, cos[P:P + S], sin[P:P + S])
+        kr = apply_rope(k, cos[:P + S], sin[:P + S])
+        y = F.scaled_dot_product_attention(qr, kr, v, attn_mask=mask,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        y = y.transpose(1, 2).contiguous().view(B, S, C)
+        return self.proj(y), (k, v)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = CausalSelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(),
+                                 nn.Linear(cfg.d_ff, cfg.d_model), nn.Dropout(cfg.dropout))
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask, cos, sin, past_kv=None):
+        a, kv = self.attn(self.ln1(x), mask, cos, sin, past_kv)
+        x = x + self.drop(a)
+        return x + self.mlp(self.ln2(x)), kv
+
+
+class MotionTransformer(nn.Module):
+    """Causal temporal Transformer; see the module docstring for shapes."""
+
+    def __init__(self, cfg: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.cfg = cfg
+        n_in = cfg.num_keypoints * cfg.num_features
+        self.register_buffer("input_mean", torch.zeros(n_in))
+        self.register_buffer("input_std", torch.ones(n_in))
+        self.input_proj = nn.Linear(n_in, cfg.d_model)
+        self.input_drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.root_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(),
+                                       nn.Linear(cfg.d_model, 2 * 6))
+        self.body_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(),
+                                       nn.Linear(cfg.d_model, (NUM_SLOTS - 2) * 6))
+        for head in (self.root_head, self.body_head):  # start at the rest pose
+            nn.init.normal_(head[-1].weight, std=1e-3)
+            nn.init.zeros_(head[-1].bias)
+        self.register_buffer("identity_6d", torch.tensor(IDENTITY_6D), persistent=False)
+        self.register_buffer("root_scale", torch.tensor(ROOT_SCALE), persistent=False)
+        self.register_buffer("root_offset", torch.tensor(ROOT_OFFSET), persistent=False)
+
+    @property
+    def receptive_field(self) -> int:
+        """Frames of input that one output frame can depend on (itself included)."""
+        return self.cfg.n_layers * (self.cfg.window - 1) + 1
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    @torch.no_grad()
+    def set_input_normalization(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Standardise inputs with statistics of valid training frames, each (25*18,)."""
+        self.input_mean.copy_(mean.reshape(-1))
+        self.input_std.copy_(std.reshape(-1).clamp_min(1e-3))
+
+    def forward(self, feats: torch.Tensor, valid: torch.Tensor | None = None,
+                past: list | None = None, return_cache: bool = False):
+        """feats (B, S, 25, 18), valid (B, S) bool -> (B, S, 22, 6).
+
+        ``past``: per layer (k, v, valid) of up to window-1 earlier frames (from a previous
+        call with ``return_cache=True``); then the result is ``(out, cache)``.
+        """
+        B, S = feats.shape[:2]
+        if valid is None:
+            valid = torch.ones(B, S, dtype=torch.bool, device=feats.device)
+        x = (feats.reshape(B, S, -1) - self.input_mean) / self.input_std
+        x = x * valid[..., None]
+        x = self.input_drop(self.input_proj(x))
+        past_valid = past[0][2] if past else valid[:, :0]
+        valid_k = torch.cat([past_valid, valid], dim=1)
+        mask = attention_mask(valid, valid_k, self.cfg.window)
+        hd = self.cfg.d_model // self.cfg.n_heads
+        cos, sin = rope_tables(valid_k.shape[1], hd, self.cfg.rope_base, x.device, x.dtype)
+        cache = []
+        for i, blk in enumerate(self.blocks):
+            x, (k, v) = blk(x, mask, cos, sin, past[i][:2] if past else None)
+            keep = self.cfg.window - 1
+            cache.append((k[:, :, -keep:], v[:, :, -keep:], valid_k[:, -keep:]))
+        x = self.ln_f(x)
+        root = self.root_head(x).view(B, S, 2, 6)
+        body = self.body_head(x).view(B, S, NUM_SLOTS - 2, 6) + self.identity_6d
+        trans = root[:, :, :1] * self.root_scale + self.root_offset
+        rot = root[:, :, 1:] + self.identity_6d
+        out = torch.cat([trans, rot, body], dim=2)
+        return (out, cache) if return_cache else out
