@@ -49,7 +49,7 @@ def forward_kinematics(glob: Array, offsets: Array | None = None) -> Array:
         offsets = DEFAULT_OFFSETS
     if rot._is_torch(glob) and not rot._is_torch(offsets):
         import torch
-        offsets = torch.as_tensor(np.asarray(offsets), dtype=glob.dtype, device=glob.device)
+        offsets = torch.as_tensor(np.array(offsets), dtype=glob.dtype, device=glob.device)
     elif not rot._is_torch(glob):
         offsets = np.asarray(offsets, dtype=glob.dtype)
     pos = [glob[..., 0, :, 0] * 0]

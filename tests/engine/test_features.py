@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from engine import features as ft
+from engine.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def real_lm(totalcapture_dir):
+    return np.load(totalcapture_dir / "blazepose" / "S2_freestyle2_cam2.npy")[:600]
+
+
+def test_shapes_and_masking_on_real_data(real_lm):
+    f, valid, _ = ft.compute_features(real_lm)
+    assert f.shape == (600, 25, 18) and f.dtype == np.float32 and valid.shape == (600,)
+    detected = (real_lm != 0).any(axis=(1, 2))
+    assert (valid == detected).all()  # cam2 has frames without a detection
+    assert (~valid).any()
+    assert np.all(f[~valid] == 0)
+    assert np.isfinite(f).all()
+
+
+def test_restart_zeroes_velocities_and_sets_flag():
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(0.2, 0.8, size=(10, 33, 10)).astype(np.float32)
+    lm[:, :, 4] = 1
+    lm[4] = 0                     # no detection
+    lm[5, :, 4] = 0               # track restart
+    f, valid, _ = ft.compute_features(lm)
+    assert not valid[4] and valid[5]
+    assert f[5, 0, 12] == 1 and f[6, 0, 12] == 0
+    assert np.all(f[5, :, 3:6] == 0) and np.all(f[5, :, 8:10] == 0) and np.all(f[5, :, 16] == 0)
+    assert np.any(f[6, :, 3:6] != 0)
+    assert f[5, 0, 17] == 0 and f[6, 0, 17] == pytest.approx(1 / 64)
+
+
+def test_nan_and_degenerate_frames_are_invalid():
+    lm = np.random.default_rng(1).uniform(0.2, 0.8, size=(4, 33, 10)).astype(np.float32)
+    lm[1, 3, 2] = np.nan
+    lm[2, :, 5:7] = 0.5           # torso of length 0 in the image
+    f, valid, _ = ft.compute_features(lm)
+    assert valid.tolist() == [True, False, False, True]
+    assert np.isfinite(f).all()
+
+
+def test_chunked_features_equal_one_pass(real_lm):
+    full, v_full, _ = ft.compute_features(real_lm)
+    parts, state = [], None
+    for s in range(0, 600, 77):
+        f, v, state = ft.compute_features(real_lm[s:s + 77], state=state)
+        parts.append(f)
+    np.testing.assert_array_equal(np.concatenate(parts), full)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((5, 33)), np.zeros((5, 32, 10)), np.array(["a"] * 3)])
+def test_bad_shapes_give_clear_errors(bad):
+    with pytest.raises(InputError, match="landmarks"):
+        ft.compute_features(bad)
+
+
+def test_mirror_landmarks_is_involution(real_lm):
+    m = ft.mirror_landmarks(real_lm)
+    np.testing.assert_allclose(ft.mirror_landmarks(m), real_lm, atol=1e-6)
+    det = (real_lm != 0).any(axis=(1, 2))
+    # left wrist of the mirror is the right wrist, x flipped
+    np.testing.assert_allclose(m[det, 15, 0], -real_lm[det, 16, 0])
+    assert np.all(m[~det] == 0)

@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from engine.model import ModelConfig, MotionTransformer, attention_mask
+from engine import rotations as rot
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return MotionTransformer().eval()
+
+
+def test_parameter_count_and_shapes(model):
+    assert 2.0e6 < model.num_parameters() < 3.0e6
+    out = model(torch.randn(2, 64, 25, 18))
+    assert out.shape == (2, 64, 22, 6)
+    assert model.receptive_field == 4 * 63 + 1
+
+
+def test_untrained_model_outputs_rest_pose(model):
+    out = model(torch.randn(1, 8, 25, 18))
+    ident = torch.tensor([1.0, 0, 0, 0, 1, 0])
+    assert (out[..., 1:, :] - ident).abs().max() < 0.2
+
+
+def test_causality(model):
+    x = torch.randn(1, 64, 25, 18)
+    valid = torch.ones(1, 64, dtype=torch.bool)
+    with torch.no_grad():
+        a = model(x, valid)
+        x2 = x.clone()
+        x2[:, 40:] = torch.randn(1, 24, 25, 18)
+        b = model(x2, valid)
+    assert torch.equal(a[:, :40], b[:, :40])
+    assert not torch.allclose(a[:, 40:], b[:, 40:])
+
+
+def test_invalid_frames_do_not_influence_others(model):
+    x = torch.randn(1, 32, 25, 18)
+    valid = torch.ones(1, 32, dtype=torch.bool)
+    valid[0, 10:15] = False
+    with torch.no_grad():
+        a = model(x, valid)
+        x2 = x.clone()
+        x2[:, 10:15] = 1e3  # garbage in masked frames
+        b = model(x2, valid)
+    keep = torch.ones(32, dtype=torch.bool)
+    keep[10:15] = False
+    assert torch.allclose(a[:, keep], b[:, keep], atol=1e-6)
+
+
+def test_banded_window_and_chunked_cache_equal_one_pass():
+    torch.manual_seed(1)
+    m = MotionTransformer(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, window=8)).eval()
+    x = torch.randn(1, 50, 25, 18)
+    valid = torch.rand(1, 50) > 0.2
+    with torch.no_grad():
+        full = m(x, valid)
+        outs, past = [], None
+        for s in range(0, 50, 7):
+            o, past = m(x[:, s:s + 7], valid[:, s:s + 7], past=past, return_cache=True)
+            outs.append(o)
+    assert torch.allclose(torch.cat(outs, 1), full, atol=1e-5)
+    mask = attention_mask(torch.ones(1, 20, dtype=torch.bool), torch.ones(1, 20, dtype=torch.bool), 8)
+    assert mask[0, 0, 19].sum() == 8 and not mask[0, 0, 3, 4]
+
+
+def test_overfits_one_tiny_batch():
+    torch.manual_seed(0)
+    m = MotionTransformer(ModelConfig(d_model=64, n_layers=2, n_heads=2, d_ff=128, dropout=0.0))
+    x = torch.randn(4, 16, 25, 18)
+    target = rot.matrix_to_rotation_6d(rot.axis_angle_to_matrix(torch.randn(4, 16, 21, 3)))
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    first = None
+    for _ in range(150):
+        loss = ((m(x)[..., 1:, :] - target) ** 2).mean()
+        first = first if first is not None else loss.item()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < first / 10
