@@ -1,0 +1,86 @@
+"""Causal One Euro filter (Casiez, Roussel, Vogel, CHI 2012), vectorised over joints.
+
+The filter is an exponential low-pass whose cutoff rises with the signal's speed: still
+signals are smoothed strongly (``min_cutoff``), fast motion is followed with little lag
+(``beta``). Per step, with ``T = 1 / fps`` and ``alpha(fc) = 1 / (1 + 1 / (2 pi fc T))``::
+
+    dx_hat = alpha(d_cutoff) * (x - x_hat_prev) / T + (1 - alpha(d_cutoff)) * dx_hat_prev
+    fc     = min_cutoff + beta * |dx_hat|
+    x_hat  = alpha(fc) * x + (1 - alpha(fc)) * x_hat_prev
+
+Signals have shape (..., D): the last axis is one vector (a joint's xyz, a 6D rotation) and
+``|dx_hat|`` is its Euclidean norm, so each vector gets one cutoff (as in the paper's
+multi-dimensional use); leading axes are independent. The first sample after a reset passes
+through unchanged. Units: cutoffs in Hz, ``beta`` in 1 / (signal unit), e.g. 1/m for
+positions in metres.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class OneEuroConfig:
+    min_cutoff: float = 1.0  # Hz: cutoff for a still signal (lower = smoother, more lag)
+    beta: float = 0.5        # 1/unit: cutoff increase per unit/s of speed (higher = less lag)
+    d_cutoff: float = 1.0    # Hz: cutoff of the speed estimate
+    fps: float = 30.0        # samples per second
+
+    def __post_init__(self):
+        if not (self.min_cutoff > 0 and self.d_cutoff > 0 and self.fps > 0 and self.beta >= 0):
+            raise ValueError(f"invalid One Euro parameters: {self}")
+
+
+def _alpha(cutoff, fps: float):
+    """Smoothing factor of an exponential filter with the given cutoff (Hz) at ``fps``."""
+    tau = 1.0 / (2.0 * math.pi * cutoff)
+    return 1.0 / (1.0 + tau * fps)
+
+
+class OneEuroFilter:
+    """Stateful causal filter: call it once per sample (shape (..., D), fixed over calls)."""
+
+    def __init__(self, config: OneEuroConfig = OneEuroConfig()):
+        self.config = config
+        self._x: np.ndarray | None = None   # last filtered value (..., D), float64
+        self._dx: np.ndarray | None = None  # last filtered speed (..., D), unit/s
+
+    def reset(self) -> None:
+        """Forget the past: the next sample passes through unchanged."""
+        self._x = None
+        self._dx = None
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Filter one sample (..., D); returns the filtered sample in x's dtype."""
+        c = self.config
+        xf = np.asarray(x, dtype=np.float64)
+        if self._x is None:
+            self._x, self._dx = xf.copy(), np.zeros_like(xf)
+            return np.array(x, copy=True)
+        a_d = _alpha(c.d_cutoff, c.fps)
+        self._dx = a_d * (xf - self._x) * c.fps + (1.0 - a_d) * self._dx
+        speed = np.linalg.norm(self._dx, axis=-1, keepdims=True)
+        a = _alpha(c.min_cutoff + c.beta * speed, c.fps)
+        self._x = a * xf + (1.0 - a) * self._x
+        return self._x.astype(np.asarray(x).dtype, copy=True)
+
+
+def one_euro(x: np.ndarray, config: OneEuroConfig, valid: np.ndarray | None = None) -> np.ndarray:
+    """Filter a whole sequence causally: x (F, ..., D) -> (F, ..., D).
+
+    ``valid`` (F,) bool: frames marked False are returned unchanged and reset the filter, so
+    the frame after a gap starts afresh (nothing is smoothed across a gap). Output frame t
+    depends on frames <= t only.
+    """
+    x = np.asarray(x)
+    out = np.array(x, copy=True)
+    f = OneEuroFilter(config)
+    for t in range(x.shape[0]):  # O(F) steps, each vectorised over joints
+        if valid is not None and not valid[t]:
+            f.reset()
+            continue
+        out[t] = f(x[t])
+    return out

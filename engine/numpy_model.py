@@ -1,0 +1,242 @@
+"""Torch-free forward pass of :class:`engine.model.MotionTransformer` in NumPy (float32).
+
+Used where torch is not available (inside Blender). It mirrors ``engine/model.py`` operation
+by operation -- input standardisation, projection, rotary encoding with float64 tables,
+banded causal attention with the validity mask and the same key/value cache, pre-LayerNorm
+blocks with exact (erf) GELU, split heads with the identity residual and the root scale and
+offset -- so both backends give the same numbers to float32 rounding
+(``tests/engine/test_numpy_model.py`` checks 1e-4 against torch).
+
+Weights come as a state dict of NumPy arrays with the torch parameter names (e.g. from
+``safetensors.numpy.load_file`` on weights written by ``engine.checkpoint.export_weights``),
+the architecture from the ``ModelConfig`` dict stored in the file's metadata.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CheckpointError
+from .features import FEATURE_VERSION
+
+# Mirrors of engine.model constants (engine.model imports torch; test_numpy_model checks them).
+IDENTITY_6D = np.array((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), dtype=np.float32)
+ROOT_SCALE = np.array((0.02, 0.02, 0.02, 0.5, 0.5, 2.0), dtype=np.float32)
+ROOT_OFFSET = np.array((0.0, 0.0, 0.0, 0.0, 0.0, 4.0), dtype=np.float32)
+NUM_SLOTS = 22
+LN_EPS = 1e-5  # torch.nn.LayerNorm default
+
+# Cephes (S. L. Moshier, public domain) rational approximations of erf / erfc, double
+# precision; the same ones SciPy compiles. erf(x) = x T(x^2) / U(x^2) for |x| <= 1,
+# erfc(x) = exp(-x^2) P(x) / Q(x) for 1 < x < 8, exp(-x^2) R(x) / S(x) for x >= 8.
+_ERF_T = (9.60497373987051638749e0, 9.00260197203842689217e1, 2.23200534594684319226e3,
+          7.00332514112805075473e3, 5.55923013010394962768e4)
+_ERF_U = (1.0, 3.35617141647503099647e1, 5.21357949780152679795e2, 4.59432382970980127987e3,
+          2.26290000613890934246e4, 4.92673942608635921086e4)
+_ERFC_P = (2.46196981473530512524e-10, 5.64189564831068821977e-1, 7.46321056442269912687e0,
+           4.86371970985681366614e1, 1.96520832956077098242e2, 5.26445194995477358631e2,
+           9.34528527171957607540e2, 1.02755188689515710272e3, 5.57535335369399327526e2)
+_ERFC_Q = (1.0, 1.32281951154744992508e1, 8.67072140885989742329e1, 3.54937778887819891062e2,
+           9.75708501743205489753e2, 1.82390916687909736289e3, 2.24633760818710981792e3,
+           1.65666309194161350182e3, 5.57535340817727675546e2)
+_ERFC_R = (5.64189583547755073984e-1, 1.27536670759978104416e0, 5.01905042251180477414e0,
+           6.16021097993053585195e0, 7.40974269950448939160e0, 2.97886665372100240670e0)
+_ERFC_S = (1.0, 2.26052863220117276590e0, 9.39603524938001434673e0, 1.20489539808096656605e1,
+           1.70814450747565897222e1, 9.60896809063285878198e0, 3.36907645100081516050e0)
+
+
+def _poly(x: np.ndarray, coefs: tuple[float, ...]) -> np.ndarray:
+    """Horner evaluation, coefficients from the highest power down."""
+    out = np.full_like(x, coefs[0])
+    for c in coefs[1:]:
+        out = out * x + c
+    return out
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """Error function, elementwise, float64 (absolute error ~1e-16; numpy has none)."""
+    x = np.asarray(x, dtype=np.float64)
+    ax = np.abs(x)
+    z = x * x
+    small = x * _poly(z, _ERF_T) / _poly(z, _ERF_U)
+    a = np.maximum(ax, 1.0)  # keep the unused branch finite
+    with np.errstate(under="ignore"):
+        e = np.exp(-a * a)
+    mid = e * _poly(a, _ERFC_P) / _poly(a, _ERFC_Q)
+    far = e * _poly(a, _ERFC_R) / _poly(a, _ERFC_S)
+    erfc_abs = np.where(a < 8.0, mid, far)
+    return np.where(ax <= 1.0, small, np.sign(x) * (1.0 - erfc_abs))
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """Exact GELU x * Phi(x) (as ``torch.nn.GELU()``), float32 in, float32 out."""
+    return (x * 0.5 * (1.0 + erf(x / math.sqrt(2.0)))).astype(np.float32)
+
+
+def layer_norm(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + LN_EPS) * w + b
+
+
+def rope_tables(n: int, head_dim: int, base: float) -> tuple[np.ndarray, np.ndarray]:
+    """cos, sin (n, head_dim/2) for positions 0..n-1, computed in float64, returned float32."""
+    inv = 1.0 / (base ** (np.arange(0, head_dim, 2, dtype=np.float64) / head_dim))
+    ang = np.arange(n, dtype=np.float64)[:, None] * inv[None]
+    return np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+
+
+def apply_rope(x: np.ndarray, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """x (B, H, S, D) rotated pairwise (first half / second half) by position."""
+    d = x.shape[-1] // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return np.concatenate([x1 * cos - x2 * sin, x1 * sin + x2 * cos], axis=-1)
+
+
+def attention_mask(valid_q: np.ndarray, valid_k: np.ndarray, window: int) -> np.ndarray:
+    """(B, 1, Sq, Sk) bool, as ``engine.model.attention_mask``."""
+    sq, sk = valid_q.shape[1], valid_k.shape[1]
+    qi = np.arange(sq)[:, None] + (sk - sq)
+    kj = np.arange(sk)[None, :]
+    band = (kj <= qi) & (qi - kj < window)
+    allowed = (band[None] & valid_k[:, None, :]) | (kj == qi)[None]
+    return allowed[:, None]
+
+
+class NumpyMotionTransformer:
+    """MotionTransformer inference in NumPy. Call it like the torch model (inference mode).
+
+    state: torch parameter name -> array (float32 after loading); config: the ModelConfig
+    dict (needs ``n_layers``, ``n_heads``, ``window``, ``rope_base``).
+    """
+
+    def __init__(self, state: dict[str, np.ndarray], config: dict):
+        try:
+            self.n_layers = int(config["n_layers"])
+            self.n_heads = int(config["n_heads"])
+            self.window = int(config["window"])
+            self.rope_base = float(config["rope_base"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(f"the model config lacks a valid field: {err}") from err
+        self.config = dict(config)
+        self.p = {k: np.asarray(v, dtype=np.float32) for k, v in state.items()}
+        missing = [k for k in self._required_keys() if k not in self.p]
+        if missing:
+            raise CheckpointError(f"the weights miss {len(missing)} tensors, e.g. {missing[0]!r}")
+        self.d_model = self.p["input_proj.weight"].shape[0]
+        if self.d_model % self.n_heads:
+            raise CheckpointError("the weights' width is not divisible by n_heads")
+
+    def _required_keys(self) -> list[str]:
+        keys = ["input_mean", "input_std", "input_proj.weight", "input_proj.bias",
+                "ln_f.weight", "ln_f.bias"]
+        for h in ("root_head", "body_head"):
+            keys += [f"{h}.{i}.{t}" for i in (0, 2) for t in ("weight", "bias")]
+        for i in range(self.n_layers):
+            for name in ("ln1", "attn.qkv", "attn.proj", "ln2", "mlp.0", "mlp.2"):
+                keys += [f"blocks.{i}.{name}.weight", f"blocks.{i}.{name}.bias"]
+        return keys
+
+    @property
+    def receptive_field(self) -> int:
+        return self.n_layers * (self.window - 1) + 1
+
+    def _linear(self, x: np.ndarray, name: str) -> np.ndarray:
+        return x @ self.p[f"{name}.weight"].T + self.p[f"{name}.bias"]
+
+    def _attention(self, x, i, mask, cos, sin, past_kv):
+        B, S, C = x.shape
+        H = self.n_heads
+        qkv = self._linear(x, f"blocks.{i}.attn.qkv")
+        q, k, v = (t.reshape(B, S, H, C // H).transpose(0, 2, 1, 3)
+                   for t in np.split(qkv, 3, axis=-1))
+        if past_kv is not None:
+            k = np.concatenate([past_kv[0], k], axis=2)
+            v = np.concatenate([past_kv[1], v], axis=2)
+        P = k.shape[2] - S
+        qr = apply_rope(q, cos[P:P + S], sin[P:P + S])
+        kr = apply_rope(k, cos[:P + S], sin[:P + S])
+        scores = qr @ kr.transpose(0, 1, 3, 2) / np.float32(math.sqrt(C // H))  # (B, H, S, P+S)
+        scores = np.where(mask, scores, -np.inf)
+        scores = np.exp(scores - scores.max(axis=-1, keepdims=True))
+        att = scores / scores.sum(axis=-1, keepdims=True)
+        y = (att @ v).transpose(0, 2, 1, 3).reshape(B, S, C)
+        return self._linear(y, f"blocks.{i}.attn.proj"), (k, v)
+
+    def __call__(self, feats: np.ndarray, valid: np.ndarray | None = None,
+                 past: list | None = None, return_cache: bool = False):
+        """feats (B, S, 25, 18), valid (B, S) bool -> (B, S, 22, 6) float32.
+
+        ``past``/``return_cache`` as in ``engine.model.MotionTransformer.forward``: per layer
+        (k, v, valid) of up to window-1 earlier frames; with ``return_cache`` the result is
+        ``(out, cache)``.
+        """
+        feats = np.asarray(feats, dtype=np.float32)
+        B, S = feats.shape[:2]
+        valid = np.ones((B, S), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
+        x = (feats.reshape(B, S, -1) - self.p["input_mean"]) / self.p["input_std"]
+        x = x * valid[..., None]
+        x = self._linear(x, "input_proj")
+        past_valid = past[0][2] if past else valid[:, :0]
+        valid_k = np.concatenate([past_valid, valid], axis=1)
+        mask = attention_mask(valid, valid_k, self.window)
+        cos, sin = rope_tables(valid_k.shape[1], self.d_model // self.n_heads, self.rope_base)
+        cache = []
+        keep = self.window - 1
+        for i in range(self.n_layers):
+            b = f"blocks.{i}"
+            a, (k, v) = self._attention(
+                layer_norm(x, self.p[f"{b}.ln1.weight"], self.p[f"{b}.ln1.bias"]),
+                i, mask, cos, sin, past[i][:2] if past else None)
+            x = x + a
+            h = layer_norm(x, self.p[f"{b}.ln2.weight"], self.p[f"{b}.ln2.bias"])
+            x = x + self._linear(gelu(self._linear(h, f"{b}.mlp.0")), f"{b}.mlp.2")
+            cache.append((k[:, :, -keep:], v[:, :, -keep:], valid_k[:, -keep:]))
+        x = layer_norm(x, self.p["ln_f.weight"], self.p["ln_f.bias"])
+        root = self._linear(gelu(self._linear(x, "root_head.0")), "root_head.2").reshape(B, S, 2, 6)
+        body = self._linear(gelu(self._linear(x, "body_head.0")), "body_head.2")
+        body = body.reshape(B, S, NUM_SLOTS - 2, 6) + IDENTITY_6D
+        trans = root[:, :, :1] * ROOT_SCALE + ROOT_OFFSET
+        rot = root[:, :, 1:] + IDENTITY_6D
+        out = np.concatenate([trans, rot, body], axis=2).astype(np.float32)
+        return (out, cache) if return_cache else out
+
+
+def load_numpy_model(path: str | Path) -> tuple[NumpyMotionTransformer, dict]:
+    """Weights (.safetensors as written by ``engine.checkpoint.export_weights``: the ModelConfig
+    JSON under metadata key ``model_config``, a JSON ``meta`` dict) -> (model, meta dict).
+    Raises CheckpointError for anything unusable (and for another feature version)."""
+    from safetensors import SafetensorError, safe_open
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise CheckpointError(
+            f"{path.name}: the NumPy backend reads .safetensors weights only "
+            "(export them with engine.checkpoint.export_weights, or use the torch backend)")
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path}")
+    try:
+        with safe_open(str(path), framework="numpy") as f:
+            meta = dict(f.metadata() or {})
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path.name} is not a readable safetensors file: {err}") from err
+    if "model_config" not in meta:
+        raise CheckpointError(f"{path.name} is not a Blaze2Cap weights file (no model config)")
+    try:
+        config = json.loads(meta["model_config"])
+        info = json.loads(meta.get("meta", "{}"))
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path.name} has corrupt metadata: {err}") from err
+    fv = info.get("feature_version", FEATURE_VERSION) if isinstance(info, dict) else None
+    if fv != FEATURE_VERSION:
+        raise CheckpointError(f"{path.name} was made for feature version {fv}, "
+                              f"this Blaze2Cap computes version {FEATURE_VERSION}")
+    bad = [k for k, v in state.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(f"{path.name} holds non-finite parameters ({', '.join(bad[:5])})")
+    return NumpyMotionTransformer(state, config), info

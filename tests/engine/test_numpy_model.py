@@ -1,0 +1,109 @@
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine import model as tm
+from engine import numpy_model as nm
+from engine.checkpoint import export_weights
+from engine.errors import CheckpointError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def random_model(seed: int = 0) -> tm.MotionTransformer:
+    """A tiny model whose every parameter is random (not the near-identity init)."""
+    torch.manual_seed(seed)
+    m = tm.MotionTransformer(tm.ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, window=16))
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0.0, 0.3)
+    m.set_input_normalization(torch.randn(450) * 0.1, torch.rand(450) + 0.5)
+    return m.eval()
+
+
+def numpy_twin(m: tm.MotionTransformer) -> nm.NumpyMotionTransformer:
+    return nm.NumpyMotionTransformer({k: v.numpy() for k, v in m.state_dict().items()},
+                                     m.cfg.to_dict())
+
+
+def test_erf_matches_math_erf():
+    x = np.concatenate([np.linspace(-9, 9, 20001), [0.0, 1.0, -1.0, 8.0, -8.0, 1e-12, 40.0]])
+    ref = np.array([math.erf(v) for v in x])
+    assert np.abs(nm.erf(x) - ref).max() < 1e-15
+
+
+def test_constants_mirror_the_torch_model():
+    np.testing.assert_array_equal(nm.IDENTITY_6D, np.float32(tm.IDENTITY_6D))
+    np.testing.assert_array_equal(nm.ROOT_SCALE, np.float32(tm.ROOT_SCALE))
+    np.testing.assert_array_equal(nm.ROOT_OFFSET, np.float32(tm.ROOT_OFFSET))
+
+
+def test_numpy_forward_equals_torch_in_one_pass_and_chunked():
+    m = random_model()
+    npm = numpy_twin(m)
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(2, 70, 25, 18, generator=g)
+    valid = torch.rand(2, 70, generator=g) > 0.3
+    valid[:, 20:30] = False  # a gap longer than nothing
+    with torch.no_grad():
+        ref = m(feats, valid).numpy()
+    out = npm(feats.numpy(), valid.numpy())
+    assert out.dtype == np.float32 and out.shape == (2, 70, 22, 6)
+    assert np.abs(ref).max() > 1.0  # the random model is far from the rest pose
+    np.testing.assert_allclose(out, ref, atol=1e-4)
+    # chunked with the cache, uneven chunks (one frame, then longer than the window)
+    parts, cache = [], None
+    for a, b in [(0, 1), (1, 25), (25, 27), (27, 70)]:
+        o, cache = npm(feats[:, a:b].numpy(), valid[:, a:b].numpy(), past=cache, return_cache=True)
+        parts.append(o)
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), ref, atol=1e-4)
+    assert cache[0][0].shape[2] == m.cfg.window - 1
+
+
+def test_loader_refuses_bad_files(tmp_path):
+    pt = tmp_path / "x.pt"
+    pt.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="safetensors"):
+        nm.load_numpy_model(pt)
+    junk = tmp_path / "x.safetensors"
+    junk.write_bytes(b"\x00" * 40)
+    with pytest.raises(CheckpointError):
+        nm.load_numpy_model(junk)
+    with pytest.raises(CheckpointError, match="not found"):
+        nm.load_numpy_model(tmp_path / "missing.safetensors")
+
+
+def test_numpy_path_runs_without_torch(tmp_path):
+    m = random_model(2)
+    path = tmp_path / "w.safetensors"
+    export_weights(m, path)
+    rng = np.random.default_rng(0)
+    lm = rng.uniform(0.2, 0.8, size=(40, 33, 10)).astype(np.float32)
+    lm[:, :, 4] = 1
+    lm[10:14] = 0
+    np.save(tmp_path / "lm.npy", lm)
+    from engine.inference import Predictor
+    ref = Predictor.from_checkpoint(path, backend="torch").predict(lm, fps=30.0)
+    np.save(tmp_path / "ref.npy", ref.local_6d)
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import numpy as np\n"
+        "from engine.inference import Predictor\n"
+        f"d = {str(tmp_path)!r}\n"
+        "p = Predictor.from_checkpoint(d + '/w.safetensors', backend='auto')\n"
+        "assert p.backend.name == 'numpy', p.backend.name\n"
+        "out = p.predict(np.load(d + '/lm.npy'), fps=30.0)\n"
+        "assert 'torch' not in [k for k, v in sys.modules.items() if v is not None]\n"
+        "err = np.abs(out.local_6d - np.load(d + '/ref.npy')).max()\n"
+        "assert err < 1e-4, err\n"
+        "print('ok', err)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("ok")
