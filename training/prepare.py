@@ -1,0 +1,374 @@
+"""``blaze2cap prepare``: build a training dataset folder from TotalCapture or a seed HF folder.
+
+From the shared TotalCapture package (``--totalcapture DIR``), for every BlazePose file:
+
+* align to the GT with the file's measured offset (BlazePose frame i <-> GT frame i + offset)
+  and keep the overlap;
+* targets in the camera frame: ``rotations_to_slots(R @ G_world, hips position)``;
+* per-frame flags (aligned / in view / tracked / clean, see ``training.totalcapture``);
+* training sequences: every stride s in ``--strides`` and start offset o < s (60/30/20 fps),
+  the landmarks' anchor channels and slot 0's displacement recomputed on the kept frames,
+  plus a left/right mirrored copy (unless ``--no-mirror``);
+* validation sequences (``--val``, default S2_freestyle2, all cameras): stride 1, no mirror.
+  The split is by sequence, never by frame.
+
+From a folder in the seed's Hugging Face layout (``--hf DIR``): (F, 25, 7) landmarks and
+(F, 22, 6) root-delta targets are converted to this layout (see :func:`convert_hf_landmarks`
+and :func:`convert_hf_target`); unsafe or missing paths are refused.
+
+Output ``DS/``: ``dataset_map.json`` (JSON list, the seed's keys plus ours: see
+``engine.data``), ``blaze_augmented/``, ``gt_augmented/``, ``flags_augmented/``, each file
+written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine import rotations as rot
+from engine.data import (ALL_FLAGS, FLAG_ALIGNED, FLAG_CLEAN, MAP_NAME, load_dataset_map,
+                         mirror_offsets, mirror_positions, mirror_rotations, safe_path,
+                         save_npy_atomic, subsample_landmarks, write_json_atomic)
+from engine.errors import DatasetError
+from engine.features import DEFAULT_ASPECT, mirror_landmarks
+from engine.kinematics import rotations_to_slots
+from engine.skeleton import (CH_ANCHOR, CH_ANCHOR_COPY, CH_IMAGE, CH_VIS, CH_WORLD, CH_WORLD_VIS,
+                             FEATURE_LANDMARK_INDICES, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_SLOTS)
+
+from . import totalcapture as tc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_VAL = ("S2_freestyle2",)
+HF_NUM_KEYPOINTS = len(FEATURE_LANDMARK_INDICES)  # 25
+HF_NUM_CHANNELS = 7
+_HF_NAME = re.compile(r"(S\d+)_([A-Za-z]+\d*)_cam(\d+)_seg(\d+)_s(\d+)_o(\d+)")
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Options of ``prepare --totalcapture`` (one per command-line flag)."""
+
+    val_sequences: tuple[str, ...] = DEFAULT_VAL  # validation sequences (split_test)
+    strides: tuple[int, ...] = (1, 2, 3)          # temporal strides of training entries
+    mirror: bool = True                           # add left/right mirrored training entries
+    sequences: tuple[str, ...] | None = None      # only these sequences (None: all)
+    cameras: tuple[int, ...] | None = None        # only these cameras (None: all)
+
+
+@dataclass
+class Summary:
+    """What a prepare run wrote."""
+
+    entries: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
+    frames: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
+    clean_frames: dict[str, int] = field(default_factory=lambda: {"train": 0, "test": 0})
+    skipped: list[str] = field(default_factory=list)
+    trimmed: int = 0
+
+    def add(self, entry: dict, flags: np.ndarray) -> None:
+        split = "test" if entry["split_test"] else "train"
+        need = FLAG_ALIGNED | FLAG_CLEAN
+        self.entries[split] += 1
+        self.frames[split] += int(len(flags))
+        self.clean_frames[split] += int(((flags & need) == need).sum())
+
+
+def _rel(*parts: str) -> str:
+    return "/".join(parts)
+
+
+def _write_entry(out: Path, subject: str, action: str, camera: int, tag: str,
+                 lm: np.ndarray, target: np.ndarray, flags: np.ndarray) -> dict:
+    """Write one (landmarks, target, flags) triple; returns the relative paths."""
+    base = (subject, action, f"cam{camera}")
+    stem = f"{subject}_{action}_cam{camera}_seg0_{tag}.npy"
+    paths = {
+        "source": _rel("blaze_augmented", *base, f"blaze_{stem}"),
+        "target": _rel("gt_augmented", *base, f"gt_{stem}"),
+        "flags": _rel("flags_augmented", *base, f"flags_{stem}"),
+    }
+    save_npy_atomic(out / paths["source"], lm.astype(np.float32))
+    save_npy_atomic(out / paths["target"], target.astype(np.float32))
+    save_npy_atomic(out / paths["flags"], flags.astype(np.uint8))
+    return paths
+
+
+def prepare_totalcapture(tc_dir: Path, out: Path, cfg: PrepareConfig = PrepareConfig()) -> Summary:
+    """Build ``out`` from the shared TotalCapture package; returns the summary."""
+    tc_dir, out = Path(tc_dir), Path(out)
+    cams = tc.load_cameras(tc_dir)
+    alignment = tc.load_alignment(tc_dir)
+    skel = tc.load_skeleton_offsets(tc_dir)
+    files = tc.list_blazepose_files(tc_dir)
+    if cfg.sequences is not None:
+        unknown = set(cfg.sequences) - {f.sequence for f in files}
+        if unknown:
+            raise DatasetError(f"no BlazePose files for sequence(s) {', '.join(sorted(unknown))}")
+        files = [f for f in files if f.sequence in cfg.sequences]
+    if cfg.cameras is not None:
+        files = [f for f in files if f.camera in cfg.cameras]
+    if not files:
+        raise DatasetError(f"no BlazePose files selected in {tc_dir / 'blazepose'}")
+    for s in cfg.strides:
+        if s < 1:
+            raise DatasetError(f"strides must be >= 1, got {s}")
+
+    summary = Summary()
+    entries: list[dict] = []
+    gt_cache: dict[str, tc.GroundTruth] = {}
+    for bf in files:
+        seq = bf.sequence
+        if seq not in gt_cache:
+            gt_cache[seq] = tc.load_gt(tc_dir, seq)
+        gt = gt_cache[seq]
+        if gt.orientations is None:
+            if seq not in summary.skipped:
+                log.info("skipping %s: its ground truth has no orientations", seq)
+                summary.skipped.append(seq)
+            continue
+        if bf.name not in alignment:
+            raise DatasetError(f"alignment.json has no offset for {bf.name}")
+        if seq not in skel:
+            raise DatasetError(f"skeleton.json has no offsets for {seq}")
+        offset = int(alignment[bf.name]["offset_frames"])
+        cam = cams[bf.camera]
+        lm_all = np.load(bf.path, allow_pickle=False)
+        if lm_all.shape[1:] != (NUM_BLAZEPOSE, NUM_CHANNELS):
+            raise DatasetError(f"{bf.path} must have shape (frames, 33, 10), got {lm_all.shape}")
+        flags_all = tc.frame_flags(lm_all, gt.positions, cam, offset)
+        b0, g0, n = tc.overlap(len(lm_all), len(gt.positions), offset)
+        if n == 0:
+            summary.skipped.append(bf.name)
+            log.info("skipping %s: no overlap with the ground truth", bf.name)
+            continue
+        lm = lm_all[b0:b0 + n]
+        flags = flags_all[b0:b0 + n]
+        glob = tc.rotations_to_camera(tc.gt_rotations_world(gt)[g0:g0 + n], cam)   # (n, 21, 3, 3)
+        hips = tc.world_to_camera(gt.positions[g0:g0 + n, 0], cam)                 # (n, 3)
+        offsets = skel[seq]
+        is_val = seq in cfg.val_sequences
+        variants = [(1, 0, False)] if is_val else [
+            (s, o, m) for s in cfg.strides for o in range(s) for m in ((False, True) if cfg.mirror else (False,))]
+        mirrored = None
+        for stride, start, mirror in variants:
+            idx = np.arange(start, n, stride)
+            if len(idx) == 0:
+                continue
+            lm_s = subsample_landmarks(lm, stride, start)
+            g_s, h_s, off_s = glob[idx], hips[idx], offsets
+            if mirror:
+                if mirrored is None:
+                    mirrored = (mirror_rotations(glob), mirror_positions(hips))
+                lm_s = mirror_landmarks(lm_s)
+                g_s, h_s, off_s = mirrored[0][idx], mirrored[1][idx], mirror_offsets(offsets)
+            target = rotations_to_slots(g_s, h_s)
+            tag = f"s{stride}_o{start}" + ("_m" if mirror else "")
+            paths = _write_entry(out, bf.subject, bf.action, bf.camera, tag, lm_s, target,
+                                 flags[idx])
+            entry = {
+                "source": paths["source"], "target": paths["target"], "subject": bf.subject,
+                "split_train": not is_val, "split_test": is_val,
+                "sequence": seq, "camera": bf.camera, "stride": stride, "offset": start,
+                "mirror": mirror, "frames": int(len(idx)), "fps": tc.GT_FPS / stride,
+                "aspect": DEFAULT_ASPECT, "flags": paths["flags"],
+                "skeleton_offsets": np.round(off_s.astype(np.float64), 7).tolist(),
+                "has_root_rotation": True, "source_format": "blaze2cap",
+                "alignment_offset_frames": offset,
+            }
+            entries.append(entry)
+            summary.add(entry, flags[idx])
+    if not entries:
+        raise DatasetError("nothing to write: every selected sequence was skipped")
+    write_json_atomic(out / MAP_NAME, entries)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Seed Hugging Face layout
+# ---------------------------------------------------------------------------------------------
+def convert_hf_landmarks(x: np.ndarray) -> np.ndarray:
+    """Seed (F, 25, 7) landmarks -> (F, 33, 10).
+
+    Seed channels: world x, y, z (metres), image x, y (normalised), visibility, anchor flag
+    (0 = track start). The 25 keypoints are ``engine.skeleton.FEATURE_LANDMARKS`` in order;
+    the 8 other landmarks stay zero, relative depth (channel 7) is 0, visibility fills
+    channels 3 and 8 and the anchor flag channels 4 and 9. Frames without a detection (all
+    zero) stay all zero.
+    """
+    f = x.shape[0]
+    out = np.zeros((f, NUM_BLAZEPOSE, NUM_CHANNELS), dtype=np.float32)
+    idx = list(FEATURE_LANDMARK_INDICES)
+    out[:, idx, CH_WORLD] = x[:, :, 0:3]
+    out[:, idx, CH_IMAGE] = x[:, :, 3:5]
+    out[:, idx, CH_WORLD_VIS] = x[:, :, 5]
+    out[:, idx, CH_VIS] = x[:, :, 5]
+    detected = (x != 0).any(axis=(1, 2))
+    anchor = np.where(detected[:, None], x[:, :, 6], 0.0)
+    out[:, idx, CH_ANCHOR] = anchor
+    out[:, idx, CH_ANCHOR_COPY] = anchor
+    return out
+
+
+def convert_hf_target(y: np.ndarray) -> np.ndarray:
+    """Seed (F, 22, 6) targets -> ours (F, 22, 6).
+
+    Seed: slot 0 = (dx, dy, dz, 0, 0, 0), slot 1 = the root rotation's change from the
+    previous frame as 6D (all zero, or degenerate, on a segment's first frame), slots 2..21
+    local rotations. Ours: slot 0 = (dx, dy, dz, position) with the position accumulated
+    from 0 (``p_0 = 0``, ``p_t = p_{t-1} + d_t``); slot 1 = the root rotation integrated from
+    identity, ``R_t = R_{t-1} @ Delta_t`` (a degenerate delta counts as identity). The
+    absolute root pose of the seed data is unknown: entries say ``has_root_rotation`` false.
+    """
+    y = np.nan_to_num(np.asarray(y, dtype=np.float64))
+    out = y.copy()
+    d = y[:, 0, 0:3]
+    pos = np.cumsum(d, axis=0) - d[:1]
+    out[:, 0, 3:6] = pos
+    d6 = y[:, 1]
+    degenerate = ((np.linalg.norm(d6[:, 0:3], axis=-1) < 1e-6)
+                  | (np.linalg.norm(np.cross(d6[:, 0:3], d6[:, 3:6]), axis=-1) < 1e-6))
+    delta = rot.rotation_6d_to_matrix(d6)
+    delta[degenerate] = np.eye(3)
+    cur = np.eye(3)
+    root = np.empty_like(delta)
+    for t in range(len(delta)):  # sequential by nature; 3x3 products are cheap
+        cur = cur @ delta[t]
+        root[t] = cur
+    out[:, 1] = rot.matrix_to_rotation_6d(root)
+    return out.astype(np.float32)
+
+
+def _hf_meta(source: str) -> dict:
+    m = _HF_NAME.search(Path(source).name)
+    if m is None:
+        return {"sequence": Path(source).stem, "camera": None, "stride": 1, "offset": 0}
+    subject, action, cam, _seg, stride, offset = m.groups()
+    return {"sequence": f"{subject}_{action}", "camera": int(cam), "stride": int(stride),
+            "offset": int(offset)}
+
+
+def _flags_path(source: str) -> str:
+    parts = source.replace("\\", "/").split("/")
+    if parts[0] == "blaze_augmented":
+        parts = parts[1:]
+    name = parts[-1]
+    parts[-1] = "flags_" + (name[len("blaze_"):] if name.startswith("blaze_") else name)
+    return _rel("flags_augmented", *parts)
+
+
+def prepare_hf(hf_dir: Path, out: Path) -> Summary:
+    """Convert a seed Hugging Face folder (``dataset_map.json``, ``blaze_augmented/``,
+    ``gt_augmented/``) into ``out``; returns the summary (``trimmed`` counts entries whose
+    landmark and target lengths differed and were cut to the shorter)."""
+    hf_dir, out = Path(hf_dir), Path(out)
+    if hf_dir.resolve() == out.resolve():
+        raise DatasetError("--out must differ from the --hf folder (its files would be overwritten)")
+    entries_in = load_dataset_map(hf_dir)
+    summary = Summary()
+    entries = []
+    for i, e in enumerate(entries_in):
+        src = safe_path(hf_dir, e["source"], f"entry {i} source")
+        tgt = safe_path(hf_dir, e["target"], f"entry {i} target")
+        x = np.load(src, allow_pickle=False)
+        y = np.load(tgt, allow_pickle=False)
+        if x.ndim != 3 or x.shape[1:] != (HF_NUM_KEYPOINTS, HF_NUM_CHANNELS):
+            raise DatasetError(f"entry {i} ({e['source']}) must have shape (frames, 25, 7), got {x.shape}")
+        if y.ndim != 3 or y.shape[1:] != (NUM_SLOTS, 6):
+            raise DatasetError(f"entry {i} ({e['target']}) must have shape (frames, 22, 6), got {y.shape}")
+        if len(x) != len(y):
+            log.warning("entry %d (%s): %d landmark frames but %d target frames; trimmed to %d",
+                        i, e["source"], len(x), len(y), min(len(x), len(y)))
+            summary.trimmed += 1
+            n = min(len(x), len(y))
+            x, y = x[:n], y[:n]
+        if len(x) == 0:
+            summary.skipped.append(e["source"])
+            continue
+        x = np.nan_to_num(x.astype(np.float32))
+        lm = convert_hf_landmarks(x)
+        target = convert_hf_target(y)
+        detected = (x != 0).any(axis=(1, 2))
+        flags = np.where(detected, ALL_FLAGS, FLAG_ALIGNED).astype(np.uint8)
+        fpath = _flags_path(e["source"])
+        # Output paths mirror the input's, which were checked to be safe above.
+        save_npy_atomic(out / e["source"], lm)
+        save_npy_atomic(out / e["target"], target)
+        save_npy_atomic(out / fpath, flags)
+        meta = _hf_meta(e["source"])
+        entry = {
+            "source": e["source"], "target": e["target"], "subject": e.get("subject"),
+            "split_train": bool(e.get("split_train", False)),
+            "split_test": bool(e.get("split_test", False)),
+            **meta, "mirror": False, "frames": int(len(lm)),
+            "fps": tc.GT_FPS / meta["stride"], "aspect": DEFAULT_ASPECT, "flags": fpath,
+            "skeleton_offsets": None, "has_root_rotation": False, "source_format": "hf",
+        }
+        entries.append(entry)
+        summary.add(entry, flags)
+    if not entries:
+        raise DatasetError(f"{hf_dir / MAP_NAME} lists no usable entries")
+    write_json_atomic(out / MAP_NAME, entries)
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def _csv_int(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in _csv(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    src = parser.add_mutually_exclusive_group(required=True)
+    src.add_argument("--totalcapture", type=Path, metavar="DIR",
+                     help="the shared TotalCapture package (../shared/data/totalcapture)")
+    src.add_argument("--hf", type=Path, metavar="DIR",
+                     help="a folder in the seed's Hugging Face layout (dataset_map.json, "
+                          "blaze_augmented/, gt_augmented/)")
+    parser.add_argument("--out", type=Path, required=True, metavar="DS", help="output folder")
+    parser.add_argument("--val", type=_csv, default=DEFAULT_VAL, metavar="SEQ,...",
+                        help="validation sequences, all cameras (default: S2_freestyle2)")
+    parser.add_argument("--strides", type=_csv_int, default=(1, 2, 3), metavar="S,...",
+                        help="temporal strides of training entries (default: 1,2,3)")
+    parser.add_argument("--no-mirror", dest="mirror", action="store_false",
+                        help="do not add left/right mirrored training entries")
+    parser.add_argument("--sequences", type=_csv, default=None, metavar="SEQ,...",
+                        help="only these sequences, e.g. S1_freestyle1 (default: all)")
+    parser.add_argument("--cameras", type=_csv_int, default=None, metavar="C,...",
+                        help="only these cameras, e.g. 1,4 (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    if args.hf is not None:
+        summary = prepare_hf(args.hf, args.out)
+    else:
+        cfg = PrepareConfig(val_sequences=tuple(args.val), strides=tuple(args.strides),
+                            mirror=args.mirror,
+                            sequences=tuple(args.sequences) if args.sequences else None,
+                            cameras=tuple(args.cameras) if args.cameras else None)
+        summary = prepare_totalcapture(args.totalcapture, args.out, cfg)
+    dt = time.perf_counter() - t0
+    for split in ("train", "test"):
+        print(f"{split}: {summary.entries[split]} entries, {summary.frames[split]} frames "
+              f"({summary.clean_frames[split]} clean)")
+    if summary.skipped:
+        print(f"skipped: {', '.join(summary.skipped)}")
+    if summary.trimmed:
+        print(f"trimmed: {summary.trimmed} entries had landmark/target length mismatches")
+    print(f"wrote {args.out / MAP_NAME} in {dt:.1f} s")
+    return 0
