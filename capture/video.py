@@ -1,0 +1,258 @@
+"""Open a video with OpenCV (FFmpeg backend): checked errors, metadata and RGB frames.
+
+* :func:`probe_video` checks a path and returns :class:`VideoInfo`; every problem a user can
+  cause (missing path, a folder, an empty or text file, a truncated or corrupt file, a codec
+  OpenCV's FFmpeg cannot decode) raises ``engine.errors.VideoError`` with one sentence.
+* :func:`iter_frames` yields RGB uint8 frames (H, W, 3) one at a time, optionally for a frame
+  range and downscaled so the longer side is at most ``max_side`` (aspect kept). Frames are
+  never all held in memory.
+
+Orientation: rotation metadata (phone videos) is applied by OpenCV
+(``CAP_PROP_ORIENTATION_AUTO`` is switched on), so frames, ``width`` and ``height`` are as
+displayed; ``VideoInfo.rotation`` records the metadata angle.
+
+Frame rate: containers report one number; for variable frame rate videos it is the average.
+A missing or absurd value (outside 1..1000 fps) falls back to ``DEFAULT_FPS`` with a warning.
+Frame counts from the container are estimates; iteration stops at the last decodable frame.
+"""
+from __future__ import annotations
+
+import codecs
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from engine.errors import VideoError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 30.0          # used when the container's frame rate is missing or absurd
+MIN_FPS, MAX_FPS = 1.0, 1000.0
+_SNIFF_BYTES = 1 << 22      # bytes read from each end of a file to name its container/codec
+_AUDIO_CODECS = {b"mp4a", b"ac-3", b"ec-3", b"Opus", b"alac", b"fLaC", b".mp3", b"sowt",
+                 b"twos", b"lpcm", b"samr", b"ulaw", b"alaw"}
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What downstream stages need to know about a video (sizes as displayed, in pixels)."""
+
+    path: Path
+    fps: float                  # frames per second used downstream (reported or DEFAULT_FPS)
+    fps_reported: float         # the container's value (average for variable frame rate; 0 if missing)
+    width: int                  # display width, rotation metadata applied
+    height: int                 # display height
+    frame_count: int | None     # the container's estimate, None when unknown
+    rotation: int               # rotation metadata in degrees (0, 90, 180, 270), already applied
+    codec: str                  # FourCC reported by FFmpeg, e.g. "avc1", "vp09", "FMP4"
+
+    @property
+    def aspect(self) -> float:
+        """Display width / height (the ``aspect`` of ``engine.features``)."""
+        return self.width / self.height
+
+    @property
+    def fps_is_default(self) -> bool:
+        return self.fps != self.fps_reported
+
+
+def checked_fps(reported: float, default: float = DEFAULT_FPS) -> tuple[float, str | None]:
+    """The frame rate to use and, when it is not the reported one, why (for a warning)."""
+    if reported is None or not math.isfinite(reported) or reported <= 0:
+        return default, f"the video reports no frame rate, so {default:g} fps is assumed"
+    if not MIN_FPS <= reported <= MAX_FPS:
+        return default, (f"the video reports an implausible {reported:g} fps, "
+                         f"so {default:g} fps is assumed")
+    return float(reported), None
+
+
+def fit_max_side(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """(width, height) scaled down so the longer side is <= max_side (aspect kept); never up."""
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    s = max_side / max(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def probe_video(path: str | os.PathLike) -> VideoInfo:
+    """Check that ``path`` is a readable video and return its :class:`VideoInfo`.
+
+    Decodes the first frame (so a file that opens but cannot be decoded fails here).
+    Raises ``VideoError`` with one sentence otherwise.
+    """
+    path = _check_file(Path(path))
+    cap = _open(path)
+    try:
+        ok, frame = cap.read()
+        codec = _fourcc(cap)
+        if not ok or frame is None:
+            raise VideoError(
+                f"no frame of {path} could be decoded: the file is truncated or corrupt, or its "
+                f"codec {codec!r} is not supported by OpenCV's FFmpeg")
+        height, width = frame.shape[:2]
+        reported = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        rotation = int(round(cap.get(cv2.CAP_PROP_ORIENTATION_META) or 0)) % 360
+    finally:
+        cap.release()
+    fps, why = checked_fps(reported)
+    if why:
+        log.warning("%s: %s", path.name, why)
+    return VideoInfo(path=path, fps=fps, fps_reported=reported, width=int(width),
+                     height=int(height), frame_count=count if count > 0 else None,
+                     rotation=rotation, codec=codec)
+
+
+def check_frame_range(info: VideoInfo, start: int = 0, end: int | None = None
+                      ) -> tuple[int, int | None]:
+    """Validate a half-open frame range [start, end) against a video; end None = to the end."""
+    if int(start) != start or start < 0:
+        raise VideoError(f"start frame must be a non-negative integer, got {start}")
+    if end is not None and (int(end) != end or end <= start):
+        raise VideoError(f"end frame must be an integer greater than start ({start}), got {end}")
+    if info.frame_count is not None and start >= info.frame_count:
+        raise VideoError(f"start frame {start} is past the end of {info.path.name} "
+                         f"({info.frame_count} frames)")
+    return int(start), None if end is None else int(end)
+
+
+def iter_frames(video: str | os.PathLike | VideoInfo, start: int = 0, end: int | None = None,
+                max_side: int | None = None) -> Iterator[np.ndarray]:
+    """Yield RGB uint8 frames (H, W, 3) of frames [start, end), one at a time.
+
+    ``max_side``: downscale (INTER_AREA) so the longer side is at most this many pixels,
+    keeping the aspect ratio; smaller videos are never upscaled. Stops early, with a warning,
+    when the file ends before the container's frame count (a truncated file).
+    """
+    info = video if isinstance(video, VideoInfo) else probe_video(video)
+    start, end = check_frame_range(info, start, end)
+    size = fit_max_side(info.width, info.height, max_side)
+    cap = _open(info.path)
+    try:
+        for i in range(start):  # grab() decodes without conversion: exact, unlike seeking
+            if not cap.grab():
+                raise VideoError(f"start frame {start} is past the end of {info.path.name} "
+                                 f"(it has {i} decodable frames)")
+        index = start
+        while end is None or index < end:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            if (rgb.shape[1], rgb.shape[0]) != size:
+                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+            yield rgb
+            index += 1
+    finally:
+        cap.release()
+    expected = info.frame_count if end is None else min(end, info.frame_count or end)
+    if expected is not None and index < expected:
+        log.warning("%s ended after %d frames although it reports %d: the file may be truncated",
+                    info.path.name, index, expected)
+
+
+def quiet_native_logs() -> None:
+    """Silence OpenCV's own console logging (for the CLI: failures still raise VideoError)."""
+    cv2.setLogLevel(0)
+
+
+# ---------------------------------------------------------------------------------------------
+def _check_file(path: Path) -> Path:
+    if not path.exists():
+        raise VideoError(f"video file not found: {path}")
+    if path.is_dir():
+        raise VideoError(f"{path} is a folder, not a video file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"video file is empty (0 bytes): {path}")
+    if not os.access(path, os.R_OK):
+        raise VideoError(f"video file is not readable (permission denied): {path}")
+    return path
+
+
+def _open(path: Path) -> "cv2.VideoCapture":
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(_unopenable_reason(path))
+    cap.set(cv2.CAP_PROP_ORIENTATION_AUTO, 1)  # frames as displayed (phone rotation metadata)
+    return cap
+
+
+def _fourcc(cap: "cv2.VideoCapture") -> str:
+    code = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
+    return code.to_bytes(4, "little").decode("latin-1").strip("\x00") or "unknown"
+
+
+def _unopenable_reason(path: Path) -> str:
+    """One sentence on why FFmpeg could not open ``path``, from its first and last bytes."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(_SNIFF_BYTES)
+        f.seek(max(0, size - _SNIFF_BYTES))
+        tail = f.read() if size > _SNIFF_BYTES else b""
+    container = _sniff_container(head)
+    if container is None:
+        if _looks_like_text(head):
+            return f"{path} is a text file, not a video"
+        return f"{path} is not a video file OpenCV can read (no known video container format)"
+    codec = _sniff_codec(container, head + tail)
+    if codec is None:
+        return (f"cannot open {path}: it looks like {container} but its track information is "
+                f"missing, so the file is truncated or corrupt")
+    return (f"cannot open {path}: the {container} file is truncated or corrupt, or its codec "
+            f"{codec!r} is not supported by OpenCV's FFmpeg")
+
+
+def _sniff_container(head: bytes) -> str | None:
+    if head[4:8] == b"ftyp":
+        return "MP4/MOV"
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip"):
+        return "QuickTime"
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
+    for magic, name in ((b"\x1a\x45\xdf\xa3", "Matroska/WebM"), (b"OggS", "Ogg"),
+                        (b"FLV", "FLV"), (b"\x30\x26\xb2\x75", "ASF/WMV"),
+                        (b"\x00\x00\x01\xba", "MPEG-PS"), (b"GIF8", "GIF")):
+        if head.startswith(magic):
+            return name
+    if len(head) > 188 and head[0] == 0x47 and head[188] == 0x47:
+        return "MPEG-TS"
+    return None
+
+
+def _sniff_codec(container: str, data: bytes) -> str | None:
+    """Best-effort video codec FourCC from AVI 'strh' or MP4 'stsd' boxes; None if not found."""
+    if container == "AVI":  # 'strh' size 'vids' handler ... 'strf' size BITMAPINFOHEADER
+        i = data.find(b"strh")
+        if i < 0 or data[i + 8:i + 12] != b"vids":
+            return None
+        code = data[i + 12:i + 16]
+        j = data.find(b"strf", i)
+        if code.strip(b"\x00 ") == b"" and j >= 0:
+            code = data[j + 24:j + 28]  # biCompression
+        return code.decode("latin-1") if code.strip(b"\x00 ") else None
+    if container in ("MP4/MOV", "QuickTime"):
+        i = data.find(b"stsd")
+        while i >= 0:
+            fmt = data[i + 16:i + 20]  # box: size, 'stsd', version/flags, count, entry size, fmt
+            if len(fmt) == 4 and fmt not in _AUDIO_CODECS:
+                return fmt.decode("latin-1")
+            i = data.find(b"stsd", i + 4)
+    return None
+
+
+def _looks_like_text(head: bytes) -> bool:
+    sample = head[:4096]
+    if b"\x00" in sample:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(sample, final=False)
+    except UnicodeDecodeError:
+        return False
+    return True
