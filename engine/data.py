@@ -5,8 +5,9 @@ A prepared dataset folder ``DS`` (written by ``blaze2cap prepare``) holds
 * ``dataset_map.json``: a JSON list of entries. The seed's keys: ``source`` (landmarks,
   relative path), ``target`` (relative path), ``subject``, ``split_train``, ``split_test``;
   ours: ``sequence``, ``camera``, ``stride``, ``offset``, ``mirror``, ``frames``, ``fps``,
-  ``aspect``, ``flags`` (relative path), ``skeleton_offsets`` ((21, 3) list or null),
-  ``has_root_rotation``, ``source_format``;
+  ``aspect``, ``focal`` (optional: focal length / long image side), ``flags`` (relative
+  path), ``skeleton_offsets`` ((21, 3) list or null), ``has_root_rotation``,
+  ``source_format``;
 * ``source`` files: (F, 33, 10) float32 BlazePose landmarks (``engine.skeleton`` channels);
 * ``target`` files: (F, 22, 6) float32 slots (``engine.kinematics.rotations_to_slots``);
 * ``flags`` files: (F,) uint8 bitfield per frame, bits ``FLAG_*`` below.
@@ -33,13 +34,16 @@ from torch.utils.data import Dataset
 
 from . import rotations as rot
 from .errors import DatasetError
-from .features import DEFAULT_ASPECT, NUM_FEATURES, NUM_KEYPOINTS, compute_features
+from . import features as _features
+from .features import (DEFAULT_ASPECT, DEFAULT_FOCAL, NUM_FEATURES, NUM_KEYPOINTS,
+                       compute_features)
 from .skeleton import (CH_ANCHOR, CH_ANCHOR_COPY, DEFAULT_OFFSETS, NUM_BLAZEPOSE, NUM_CHANNELS,
                        NUM_JOINTS, NUM_SLOTS, mirror_joint_permutation)
 
 log = logging.getLogger(__name__)
 
-#: Bump when features, weights or the cache layout change: old caches are then rebuilt.
+#: Bump when weights or the cache layout change: old caches are then rebuilt (the cache key
+#: also holds ``engine.features.FEATURE_VERSION`` and a hash of that module's source).
 FEATURE_CODE_VERSION = 1
 
 FLAG_ALIGNED = 1   # a ground-truth frame exists for this landmark frame
@@ -250,7 +254,8 @@ def entry_offsets(entry: dict) -> np.ndarray:
         return np.array(DEFAULT_OFFSETS, dtype=np.float32)
     arr = np.asarray(off, dtype=np.float32)
     if arr.shape != (NUM_JOINTS, 3) or not np.isfinite(arr).all():
-        raise DatasetError(f"skeleton_offsets of {entry.get('source')} must be 21 x 3 finite numbers")
+        raise DatasetError(
+            f"skeleton_offsets of {entry.get('source')} must be 21 x 3 finite numbers")
     return arr
 
 
@@ -272,7 +277,7 @@ def load_sequence(root: Path, entry: dict) -> dict:
 
     Returns dict: landmarks (F, 33, 10) float32, target (F, 22, 6) float32, flags (F,) uint8
     (all bits set when the entry has no flags file), offsets (21, 3) float32 metres, aspect
-    (width / height), fps, has_root_rotation (bool).
+    (width / height), focal (focal length / long image side), fps, has_root_rotation (bool).
     """
     root = Path(root)
     src = safe_path(root, entry.get("source"), "source")
@@ -298,6 +303,7 @@ def load_sequence(root: Path, entry: dict) -> dict:
         "flags": flags,
         "offsets": entry_offsets(entry),
         "aspect": float(entry.get("aspect") or DEFAULT_ASPECT),
+        "focal": float(entry.get("focal") or DEFAULT_FOCAL),
         "fps": float(entry.get("fps") or DEFAULT_FPS),
         "has_root_rotation": bool(entry.get("has_root_rotation", True)),
     }
@@ -316,7 +322,10 @@ def _in_split(entry: dict, split: str) -> bool:
 def _cache_key(root: Path, entries: list[dict], split: str) -> str:
     h = hashlib.sha256()
     h.update((root / MAP_NAME).read_bytes())
-    h.update(f"|v{FEATURE_CODE_VERSION}|{split}|".encode())
+    h.update(f"|v{FEATURE_CODE_VERSION}|f{_features.FEATURE_VERSION}|{split}|".encode())
+    src = Path(_features.__file__)
+    if src.suffix == ".py" and src.is_file():  # feature code edited without a version bump
+        h.update(src.read_bytes())
     for e in entries:  # a rewritten data file (same map) must not reuse a stale cache
         for key in ("source", "target", "flags"):
             if e.get(key) is not None:
@@ -348,7 +357,7 @@ def _build_cache(root: Path, entries: list[dict], final: Path) -> None:
             seq = load_sequence(root, e)
             if seq["landmarks"].shape[0] != lengths[i]:
                 raise DatasetError(f"{e['source']} changed while the cache was being built")
-            f, v, _ = compute_features(seq["landmarks"], seq["aspect"])
+            f, v, _ = compute_features(seq["landmarks"], seq["aspect"], focal=seq["focal"])
             sl = slice(starts[i], starts[i + 1])
             feats[sl], valid[sl], target[sl] = f, v, seq["target"]
             weight[sl] = frame_weights(v, seq["flags"])

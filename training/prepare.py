@@ -107,6 +107,10 @@ def prepare_totalcapture(tc_dir: Path, out: Path, cfg: PrepareConfig = PrepareCo
     alignment = tc.load_alignment(tc_dir)
     skel = tc.load_skeleton_offsets(tc_dir)
     files = tc.list_blazepose_files(tc_dir)
+    unknown_val = set(cfg.val_sequences) - {f.sequence for f in files}
+    if unknown_val:
+        raise DatasetError(f"no BlazePose files for validation sequence(s) "
+                           f"{', '.join(sorted(unknown_val))}")
     if cfg.sequences is not None:
         unknown = set(cfg.sequences) - {f.sequence for f in files}
         if unknown:
@@ -154,8 +158,9 @@ def prepare_totalcapture(tc_dir: Path, out: Path, cfg: PrepareConfig = PrepareCo
         hips = tc.world_to_camera(gt.positions[g0:g0 + n, 0], cam)                 # (n, 3)
         offsets = skel[seq]
         is_val = seq in cfg.val_sequences
+        mirrors = (False, True) if cfg.mirror else (False,)
         variants = [(1, 0, False)] if is_val else [
-            (s, o, m) for s in cfg.strides for o in range(s) for m in ((False, True) if cfg.mirror else (False,))]
+            (s, o, m) for s in cfg.strides for o in range(s) for m in mirrors]
         mirrored = None
         for stride, start, mirror in variants:
             idx = np.arange(start, n, stride)
@@ -177,7 +182,8 @@ def prepare_totalcapture(tc_dir: Path, out: Path, cfg: PrepareConfig = PrepareCo
                 "split_train": not is_val, "split_test": is_val,
                 "sequence": seq, "camera": bf.camera, "stride": stride, "offset": start,
                 "mirror": mirror, "frames": int(len(idx)), "fps": tc.GT_FPS / stride,
-                "aspect": DEFAULT_ASPECT, "flags": paths["flags"],
+                "aspect": cam.width / cam.height, "focal": cam.fx / max(cam.width, cam.height),
+                "flags": paths["flags"],
                 "skeleton_offsets": np.round(off_s.astype(np.float64), 7).tolist(),
                 "has_root_rotation": True, "source_format": "blaze2cap",
                 "alignment_offset_frames": offset,
@@ -269,7 +275,7 @@ def prepare_hf(hf_dir: Path, out: Path) -> Summary:
     landmark and target lengths differed and were cut to the shorter)."""
     hf_dir, out = Path(hf_dir), Path(out)
     if hf_dir.resolve() == out.resolve():
-        raise DatasetError("--out must differ from the --hf folder (its files would be overwritten)")
+        raise DatasetError("--out must differ from the --hf folder (it would be overwritten)")
     entries_in = load_dataset_map(hf_dir)
     summary = Summary()
     entries = []
@@ -279,9 +285,11 @@ def prepare_hf(hf_dir: Path, out: Path) -> Summary:
         x = np.load(src, allow_pickle=False)
         y = np.load(tgt, allow_pickle=False)
         if x.ndim != 3 or x.shape[1:] != (HF_NUM_KEYPOINTS, HF_NUM_CHANNELS):
-            raise DatasetError(f"entry {i} ({e['source']}) must have shape (frames, 25, 7), got {x.shape}")
+            raise DatasetError(
+                f"entry {i} ({e['source']}) must have shape (frames, 25, 7), got {x.shape}")
         if y.ndim != 3 or y.shape[1:] != (NUM_SLOTS, 6):
-            raise DatasetError(f"entry {i} ({e['target']}) must have shape (frames, 22, 6), got {y.shape}")
+            raise DatasetError(
+                f"entry {i} ({e['target']}) must have shape (frames, 22, 6), got {y.shape}")
         if len(x) != len(y):
             log.warning("entry %d (%s): %d landmark frames but %d target frames; trimmed to %d",
                         i, e["source"], len(x), len(y), min(len(x), len(y)))
@@ -329,7 +337,8 @@ def _csv_int(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(t) for t in _csv(text))
     except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers, got {text!r}") from err
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

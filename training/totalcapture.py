@@ -52,7 +52,8 @@ class Camera:
 
 @dataclass(frozen=True)
 class GroundTruth:
-    """GT of one sequence: positions (F, 21, 3) metres world; orientations (F, 21, 4) wxyz or None."""
+    """GT of one sequence: positions (F, 21, 3) metres, world frame; orientations (F, 21, 4)
+    w, x, y, z global (bone-local -> world), or None when the package has none."""
 
     sequence: str
     positions: np.ndarray
@@ -199,7 +200,8 @@ def frame_flags(landmarks: np.ndarray, gt_positions_world: np.ndarray, cam: Came
     in_view = (np.isfinite(uv_gt).all(axis=-1) & (uv_gt[..., 0] >= 0) & (uv_gt[..., 0] < cam.width)
                & (uv_gt[..., 1] >= 0) & (uv_gt[..., 1] < cam.height)).all(axis=-1)
     lm = landmarks[sl]
-    uv_bp = lm[:, list(EVAL_BLAZEPOSE_INDICES), CH_IMAGE].astype(np.float64) * [cam.width, cam.height]
+    uv_bp = (lm[:, list(EVAL_BLAZEPOSE_INDICES), CH_IMAGE].astype(np.float64)
+             * [cam.width, cam.height])                                         # (n, 12, 2)
     with np.errstate(invalid="ignore"):
         dist = np.median(np.linalg.norm(np.where(np.isfinite(uv_gt), uv_gt, 1e9) - uv_bp, axis=-1),
                          axis=-1)
