@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.errors import Blaze2CapError, InputError
+from engine.errors import Blaze2CapError, CheckpointError, InputError
 from engine.retarget import BoneAnimation, RetargetConfig, retarget_prediction
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,12 @@ def check_settings(settings: AnimateSettings) -> None:
         raise InputError(f"video not found: {video}")
     if settings.checkpoint is not None and not Path(settings.checkpoint).is_file():
         raise InputError(f"checkpoint not found: {settings.checkpoint}")
+    if settings.checkpoint is None:
+        from engine.inference import DEFAULT_WEIGHTS
+
+        if not DEFAULT_WEIGHTS.is_file():
+            raise CheckpointError("the shipped weights are missing "
+                                  f"({DEFAULT_WEIGHTS.name}); choose a checkpoint")
     if settings.start < 0 or (settings.end is not None and settings.end <= settings.start):
         raise InputError(f"invalid frame range {settings.start}..{settings.end}: the end must "
                          "come after the start")

@@ -21,13 +21,16 @@ TIMER_S = 0.1
 _SETTING_NAMES = ("video", "frame_start", "frame_end", "target", "use_root_motion", "smoothing")
 
 
-def job_settings(context, values: dict) -> AnimateSettings:
-    """AnimateSettings from the panel/operator values; raises Blaze2CapError (one sentence)."""
+def job_settings(context, values: dict, checkpoint: str = "") -> AnimateSettings:
+    """AnimateSettings from the panel/operator values; raises Blaze2CapError (one sentence).
+    ``checkpoint``: weights for this run (default: the preferences')."""
     video = Path(bpy.path.abspath(values["video"])) if values["video"].strip() else Path("")
     stem = video.stem or "video"
+    weights = (Path(bpy.path.abspath(checkpoint)) if checkpoint.strip()
+               else preferences.checkpoint(context))
     settings = AnimateSettings(
         video=video, landmarks_path=preferences.user_dir() / f"{stem}.landmarks.npy",
-        checkpoint=preferences.checkpoint(context), start=values["frame_start"],
+        checkpoint=weights, start=values["frame_start"],
         end=values["frame_end"] or None, root_motion=values["use_root_motion"],
         smoothing=values["smoothing"])
     check_settings(settings)
@@ -89,6 +92,10 @@ class B2C_OT_animate_from_video(bpy.types.Operator):
                                   description="Move the Root bone along the person's path")
     smoothing: FloatProperty(name="Smoothing", min=0.0, soft_max=5.0, default=0.0,
                              description="Gaussian smoothing of the keys, in frames")
+    checkpoint: StringProperty(name="Checkpoint", subtype='FILE_PATH', default="",
+                               options={'HIDDEN', 'SKIP_SAVE'},
+                               description="Engine weights for this run (default: the "
+                                           "add-on preferences')")
 
     # Per-run state, set on the instance (plain attributes, not Blender properties).
     _job = None
@@ -109,7 +116,7 @@ class B2C_OT_animate_from_video(bpy.types.Operator):
     def _prepare(self, context) -> AnimateJob | None:
         values = self._values(context)
         try:
-            settings = job_settings(context, values)
+            settings = job_settings(context, values, self.checkpoint)
             target = target_armature(context, values["target"])
         except Blaze2CapError as err:
             self.report({'ERROR'}, str(err))

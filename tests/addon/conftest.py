@@ -84,3 +84,28 @@ def scene_snapshot() -> dict:
             "actions": sorted(a.name for a in bpy.data.actions),
             "armatures": sorted(a.name for a in bpy.data.armatures),
             "frames": (scene.frame_start, scene.frame_end, scene.render.fps)}
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny random MotionTransformer exported as safetensors (stands in for trained
+    weights: the tests check the plumbing, not the motion)."""
+    import torch
+
+    from engine.checkpoint import export_weights
+    from engine.model import ModelConfig, MotionTransformer
+
+    torch.manual_seed(0)
+    model = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64,
+                                          window=16, dropout=0.0)).eval()
+    path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
+    export_weights(model, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sports2d_video() -> Path:
+    """The cached real demo video (downloaded once by capture.samples)."""
+    from capture.samples import sample_video
+
+    return sample_video("sports2d")

@@ -1,0 +1,134 @@
+"""Registration, the Animate job (thread, cancel, errors), the operator's apply step, and a
+real video through EXEC_DEFAULT."""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from blaze2cap_addon import operators
+from blaze2cap_addon.job import AnimateJob, AnimateSettings, JobCancelled, JobState
+from engine import retarget as rt
+from engine.errors import VideoError
+
+bpy = pytest.importorskip("bpy")
+
+
+def settings(tmp_path: Path) -> AnimateSettings:
+    return AnimateSettings(video=tmp_path / "v.mp4", landmarks_path=tmp_path / "v.npy")
+
+
+def test_register_and_unregister_cleanly(addon):
+    assert hasattr(bpy.types, "B2C_PT_main") and hasattr(bpy.types.Scene, "b2c")
+    assert bpy.ops.b2c.animate_from_video.get_rna_type().identifier == "B2C_OT_animate_from_video"
+    addon.unregister()
+    try:
+        assert not hasattr(bpy.types, "B2C_PT_main") and not hasattr(bpy.types.Scene, "b2c")
+        with pytest.raises(KeyError):
+            bpy.ops.b2c.export_bvh.get_rna_type()
+    finally:
+        addon.register()
+    assert bpy.ops.b2c.export_fbx.get_rna_type().identifier == "B2C_OT_export_fbx"
+
+
+def test_job_runs_on_a_thread_and_cancels(tmp_path):
+    started = threading.Event()
+
+    def slow_pipeline(s, progress, cancel):
+        progress(0.5, "half way")
+        started.set()
+        while not cancel.wait(0.01):
+            pass
+        raise JobCancelled("cancelled")
+
+    job = AnimateJob(settings(tmp_path), pipeline=slow_pipeline)
+    job.start()
+    assert started.wait(5.0)
+    assert job.progress == (0.5, "half way") and not job.finished
+    job.cancel()
+    job.join(5.0)
+    assert job.state is JobState.CANCELLED and job.result is None and job.error is None
+
+
+def test_job_errors_are_one_sentence(tmp_path):
+    def bad_video(s, progress, cancel):
+        raise VideoError("cannot open v.mp4: not a video")
+
+    def bug(s, progress, cancel):
+        raise ZeroDivisionError("division by zero")
+
+    job = AnimateJob(settings(tmp_path), pipeline=bad_video)
+    job.run()
+    assert job.state is JobState.FAILED and job.error == "cannot open v.mp4: not a video"
+    job = AnimateJob(settings(tmp_path), pipeline=bug)
+    job.run()
+    assert job.state is JobState.FAILED and "\n" not in job.error
+    assert job.error.startswith("unexpected ZeroDivisionError")
+
+
+def test_cancelled_or_failed_run_leaves_the_scene_unchanged(context, tmp_path, make_result,
+                                                            snapshot):
+    before = snapshot()
+    result, _ = make_result()
+
+    def finishes_then_cancelled(s, progress, cancel):
+        cancel.set()  # ESC pressed while the last stage was finishing
+        return result
+
+    job = AnimateJob(settings(tmp_path), pipeline=finishes_then_cancelled)
+    job.run()
+    assert job.state is JobState.CANCELLED
+    status, message = operators.finish_job(context, job, None)
+    assert status == 'CANCELLED' and "not changed" in message
+    job = AnimateJob(settings(tmp_path), pipeline=lambda s, progress, cancel: 1 / 0)
+    job.run()
+    assert operators.finish_job(context, job, None)[0] == 'CANCELLED'
+    assert snapshot() == before
+
+    job = AnimateJob(settings(tmp_path), pipeline=lambda s, progress, cancel: result)
+    job.run()
+    status, message = operators.finish_job(context, job, None)
+    assert status == 'FINISHED' and "clip" in bpy.data.objects
+    obj = bpy.data.objects["clip"]
+    bpy.data.objects.remove(obj)
+    assert operators.finish_job(context, job, "clip") == (
+        'CANCELLED', "the armature clip was deleted during the run")
+
+
+def test_missing_video_is_reported_in_one_sentence(context, snapshot, tmp_path):
+    before = snapshot()
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(RuntimeError) as err:
+        bpy.ops.b2c.animate_from_video('EXEC_DEFAULT', video=str(missing))
+    assert str(err.value).strip() == f"Error: video not found: {missing}"
+    context.scene.b2c.target = 'SELECTED'
+    with pytest.raises(RuntimeError, match="select a Blaze2Cap armature"):
+        bpy.ops.b2c.animate_from_video('EXEC_DEFAULT', video=__file__, target='SELECTED',
+                                       checkpoint=__file__)
+    assert snapshot() == before
+
+
+def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint, read_pose):
+    sc = context.scene
+    sc.b2c.video = str(sports2d_video)  # the panel's settings, as the Animate button uses
+    sc.b2c.frame_start, sc.b2c.frame_end = 0, 20
+    assert bpy.ops.b2c.animate_from_video('EXEC_DEFAULT', checkpoint=str(tiny_checkpoint),
+                                          smoothing=1.0) == {'FINISHED'}
+    obj = context.object
+    assert obj.name == sports2d_video.stem and len(obj.data.bones) == 22
+    assert (sc.frame_start, sc.frame_end, sc.render.fps) == (1, 20, 30)
+    assert obj.animation_data.action.frame_range[:] == pytest.approx((1.0, 20.0))
+    rig = rt.build_rig()
+    feet = []
+    for frame in (1, 10, 20):
+        world = read_pose(obj, frame)
+        rots = world[None, 1:, :3, :3] @ rig.corrections.swapaxes(-1, -2)
+        feet.append(rt.foot_contact_points(rots, world[None, 1:, :3, 3])[..., 2].min())
+    assert min(feet) == pytest.approx(0.0, abs=0.05) and np.isfinite(feet).all()
+    # A second run on the same (selected) armature replaces its action.
+    assert bpy.ops.b2c.animate_from_video('EXEC_DEFAULT', checkpoint=str(tiny_checkpoint),
+                                          target='SELECTED', frame_end=10) == {'FINISHED'}
+    assert len(bpy.data.actions) == 1 and len(bpy.data.objects) == 1
+    assert sc.frame_end == 10
