@@ -32,13 +32,13 @@ from pathlib import Path
 import numpy as np
 
 from engine import rotations as rot
-from engine.data import (ALL_FLAGS, FLAG_ALIGNED, FLAG_CLEAN, MAP_NAME, load_dataset_map,
+from engine.data import (ALL_FLAGS, FLAG_ALIGNED, FLAG_CLEAN, FLAG_IN_VIEW, FLAG_TRACKED, MAP_NAME, load_dataset_map,
                          mirror_offsets, mirror_positions, mirror_rotations, safe_path,
                          save_npy_atomic, subsample_landmarks, write_json_atomic)
 from engine.errors import DatasetError
 from engine.features import DEFAULT_ASPECT, mirror_landmarks
 from engine.kinematics import rotations_to_slots
-from engine.skeleton import (CH_ANCHOR, CH_ANCHOR_COPY, CH_IMAGE, CH_VIS, CH_WORLD, CH_WORLD_VIS,
+from engine.skeleton import (EVAL_JOINT_INDICES, CH_ANCHOR, CH_ANCHOR_COPY, CH_IMAGE, CH_VIS, CH_WORLD, CH_WORLD_VIS,
                              FEATURE_LANDMARK_INDICES, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_SLOTS)
 
 from . import totalcapture as tc
@@ -60,6 +60,9 @@ class PrepareConfig:
     mirror: bool = True                           # add left/right mirrored training entries
     sequences: tuple[str, ...] | None = None      # only these sequences (None: all)
     cameras: tuple[int, ...] | None = None        # only these cameras (None: all)
+    synthetic: bool = False                       # add synthetic inputs for every GT sequence
+    synthetic_strides: tuple[int, ...] = (1, 2)   # strides of the synthetic entries (offset 0)
+    seed: int = 0                                 # seed of the synthetic noise
 
 
 @dataclass
@@ -190,10 +193,66 @@ def prepare_totalcapture(tc_dir: Path, out: Path, cfg: PrepareConfig = PrepareCo
             }
             entries.append(entry)
             summary.add(entry, flags[idx])
+    if cfg.synthetic:
+        entries += _synthetic_entries(tc_dir, out, cfg, cams, skel, summary)
     if not entries:
         raise DatasetError("nothing to write: every selected sequence was skipped")
     write_json_atomic(out / MAP_NAME, entries)
     return summary
+
+
+def _synthetic_entries(tc_dir: Path, out: Path, cfg: PrepareConfig, cams: dict, skel: dict,
+                       summary: Summary) -> list[dict]:
+    """Training entries with synthetic BlazePose input (``training.synthetic``) for every GT
+    sequence with orientations, seen from every camera; validation sequences excluded. The
+    noise model is fitted on the real training pairs and saved as ``noise_model.json``."""
+    from . import synthetic as syn
+
+    model = syn.fit_from_totalcapture(tc_dir, tuple(cfg.val_sequences))
+    model.save(out / "noise_model.json")
+    rng = np.random.default_rng(cfg.seed)
+    entries = []
+    for gt_path in sorted((tc_dir / "gt").glob("*.npz")):
+        seq = gt_path.stem
+        if seq in cfg.val_sequences or (cfg.sequences is not None and seq not in cfg.sequences):
+            continue
+        gt = tc.load_gt(tc_dir, seq)
+        if gt.orientations is None or seq not in skel:
+            continue
+        subject, action = seq.split("_", 1)
+        g_world = tc.gt_rotations_world(gt)
+        for cam_id, cam in sorted(cams.items()):
+            if cfg.cameras is not None and cam_id not in cfg.cameras:
+                continue
+            glob = tc.rotations_to_camera(g_world, cam)
+            pos = tc.world_to_camera(gt.positions, cam)
+            camd = dict(fx=cam.fx, fy=cam.fy, cx=cam.cx, cy=cam.cy,
+                        image_width=cam.width, image_height=cam.height)
+            lm = syn.synthesize(pos, glob, camd, model, rng)
+            uv = tc.project(pos[:, list(EVAL_JOINT_INDICES)], cam)
+            in_view = (np.isfinite(uv).all(-1) & (uv[..., 0] >= 0) & (uv[..., 0] < cam.width)
+                       & (uv[..., 1] >= 0) & (uv[..., 1] < cam.height)).all(-1)
+            det = tc.detected_frames(lm)
+            flags = (FLAG_ALIGNED | np.where(in_view, FLAG_IN_VIEW, 0)
+                     | np.where(in_view & det, FLAG_TRACKED | FLAG_CLEAN, 0)).astype(np.uint8)
+            for stride in cfg.synthetic_strides:
+                idx = np.arange(0, len(lm), stride)
+                target = rotations_to_slots(glob[idx], pos[idx, 0])
+                paths = _write_entry(out, subject, action, cam_id, f"s{stride}_o0_syn",
+                                     subsample_landmarks(lm, stride, 0), target, flags[idx])
+                entry = {
+                    "source": paths["source"], "target": paths["target"], "subject": subject,
+                    "split_train": True, "split_test": False, "sequence": seq, "camera": cam_id,
+                    "stride": stride, "offset": 0, "mirror": False, "frames": int(len(idx)),
+                    "fps": tc.GT_FPS / stride, "aspect": cam.width / cam.height,
+                    "focal": cam.fx / max(cam.width, cam.height), "flags": paths["flags"],
+                    "skeleton_offsets": np.round(skel[seq].astype(np.float64), 7).tolist(),
+                    "has_root_rotation": True, "source_format": "blaze2cap", "synthetic": True,
+                }
+                entries.append(entry)
+                summary.add(entry, flags[idx])
+    log.info("synthetic: %d entries", len(entries))
+    return entries
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,6 +418,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these sequences, e.g. S1_freestyle1 (default: all)")
     parser.add_argument("--cameras", type=_csv_int, default=None, metavar="C,...",
                         help="only these cameras, e.g. 1,4 (default: all)")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="add synthetic BlazePose input for every ground-truth sequence and "
+                             "camera (noise model fitted on the real training pairs)")
+    parser.add_argument("--synthetic-strides", type=_csv_int, default=(1, 2), metavar="S,...",
+                        help="strides of the synthetic entries (default: 1,2)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic noise")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -369,7 +434,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = PrepareConfig(val_sequences=tuple(args.val), strides=tuple(args.strides),
                             mirror=args.mirror,
                             sequences=tuple(args.sequences) if args.sequences else None,
-                            cameras=tuple(args.cameras) if args.cameras else None)
+                            cameras=tuple(args.cameras) if args.cameras else None,
+                            synthetic=args.synthetic, synthetic_strides=tuple(args.synthetic_strides),
+                            seed=args.seed)
         summary = prepare_totalcapture(args.totalcapture, args.out, cfg)
     dt = time.perf_counter() - t0
     for split in ("train", "test"):

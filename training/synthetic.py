@@ -32,8 +32,6 @@ from engine import rotations as rot
 from engine.features import ray_rotation
 from engine.skeleton import BLAZEPOSE_INDEX, BLAZEPOSE_NAMES, JOINT_INDEX, NUM_BLAZEPOSE
 
-NOISE_MODEL_PATH = Path(__file__).with_name("data") / "blazepose_noise.json"
-
 
 def landmark_parent_joint() -> np.ndarray:
     """(33,) index of the TotalCapture joint that carries each BlazePose landmark."""
@@ -72,14 +70,14 @@ class NoiseModel:
     slow_frames: int = 15              # time constant of the slow errors
     n_frames_fitted: int = 0
 
-    def save(self, path: Path = NOISE_MODEL_PATH) -> None:
+    def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(self), indent=1))
         tmp.replace(path)
 
     @classmethod
-    def load(cls, path: Path = NOISE_MODEL_PATH) -> "NoiseModel":
+    def load(cls, path: Path) -> "NoiseModel":
         return cls(**json.loads(Path(path).read_text()))
 
 
@@ -145,7 +143,6 @@ def fit_noise_model(pairs: list[dict]) -> NoiseModel:
         # synthetic acceleration matches the real one (BlazePose smooths its output)
         fast.append(0.4 * np.diff(res - sm, 2, axis=0) / np.sqrt(6.0))
         # 2D error in pixels of the image height
-        uv = synth_uv = None  # noqa: F841 (kept simple: 2D jitter from frame differences)
         d2 = np.diff(lm[:, :, 5:7] * p["height"], axis=0)
         img_err.append(np.median(np.abs(d2 - np.median(d2, axis=0))))
         zrel = cam_z[..., 0] - cam_z[:, 23:25, 0].mean(-1, keepdims=True)
@@ -162,6 +159,34 @@ def fit_noise_model(pairs: list[dict]) -> NoiseModel:
         depth_scale=float(np.median(depth)),
         n_frames_fitted=int(len(slow)),
     )
+
+
+def fit_from_totalcapture(tc_dir: Path, exclude_sequences: tuple[str, ...]) -> NoiseModel:
+    """Fit the noise model on every real BlazePose file of the shared TotalCapture package
+    whose sequence is not excluded (pass the validation sequences: never fit on them)."""
+    from . import totalcapture as tc  # training-only helper
+
+    cams = tc.load_cameras(tc_dir)
+    alignment = tc.load_alignment(tc_dir)
+    pairs = []
+    for bf in tc.list_blazepose_files(tc_dir):
+        if bf.sequence in exclude_sequences:
+            continue
+        gt = tc.load_gt(tc_dir, bf.sequence)
+        if gt.orientations is None:
+            continue
+        cam = cams[bf.camera]
+        off = int(alignment[bf.name]["offset_frames"])
+        lm_all = np.load(bf.path, allow_pickle=False)
+        flags = tc.frame_flags(lm_all, gt.positions, cam, off)
+        b0, g0, n = tc.overlap(len(lm_all), len(gt.positions), off)
+        glob = tc.rotations_to_camera(tc.gt_rotations_world(gt)[g0:g0 + n], cam)
+        pairs.append(dict(landmarks=lm_all[b0:b0 + n], pos=tc.world_to_camera(gt.positions[g0:g0 + n], cam),
+                          glob=glob, clean=(flags[b0:b0 + n] & 8) > 0,
+                          aspect=cam.width / cam.height, height=cam.height))
+    if not pairs:
+        raise ValueError("no real BlazePose pairs left to fit the noise model")
+    return fit_noise_model(pairs)
 
 
 def _smooth_noise(rng: np.random.Generator, n: int, shape: tuple, frames: int) -> np.ndarray:
