@@ -72,7 +72,8 @@ def check_settings(settings: AnimateSettings) -> None:
 
         if not DEFAULT_WEIGHTS.is_file():
             raise CheckpointError("the shipped weights are missing "
-                                  f"({DEFAULT_WEIGHTS.name}); choose a checkpoint")
+                                  f"({DEFAULT_WEIGHTS.name}); choose a checkpoint (blaze2cap animate "
+                                  "--checkpoint, or the add-on preferences)")
     if settings.start < 0 or (settings.end is not None and settings.end <= settings.start):
         raise InputError(f"invalid frame range {settings.start}..{settings.end}: the end must "
                          "come after the start")
