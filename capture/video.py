@@ -158,8 +158,11 @@ def iter_frames(video: str | os.PathLike | VideoInfo, start: int = 0, end: int |
 
 
 def quiet_native_logs() -> None:
-    """Silence OpenCV's own console logging (for the CLI: failures still raise VideoError)."""
-    cv2.setLogLevel(0)
+    """Silence OpenCV's and its FFmpeg's console messages, for command lines: failures still
+    raise ``VideoError``. The FFmpeg level is read when OpenCV first opens a video, so call
+    this before that."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -172,6 +175,10 @@ def _check_file(path: Path) -> Path:
         raise VideoError(f"video file is empty (0 bytes): {path}")
     if not os.access(path, os.R_OK):
         raise VideoError(f"video file is not readable (permission denied): {path}")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    if _sniff_container(head) is None and _looks_like_text(head):
+        raise VideoError(f"{path} is a text file, not a video")
     return path
 
 
@@ -198,8 +205,6 @@ def _unopenable_reason(path: Path) -> str:
         tail = f.read() if size > _SNIFF_BYTES else b""
     container = _sniff_container(head)
     if container is None:
-        if _looks_like_text(head):
-            return f"{path} is a text file, not a video"
         return f"{path} is not a video file OpenCV can read (no known video container format)"
     codec = _sniff_codec(container, head + tail)
     if codec is None:
