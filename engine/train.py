@@ -202,8 +202,9 @@ def dataset_feature_stats(dataset: Dataset, max_items: int = 4096) -> tuple[torc
     frame once); any other dataset of the same items is sampled (up to ``max_items`` windows,
     evenly spaced).
     """
-    if hasattr(dataset, "arrays"):
-        from .data import feature_stats
+    from .data import WindowDataset, feature_stats
+
+    if isinstance(dataset, WindowDataset):
         return feature_stats(dataset)
     n = len(dataset)
     idx = np.unique(np.linspace(0, n - 1, min(n, max_items)).astype(np.int64)) if n else []
@@ -541,12 +542,12 @@ class TrainingRecipe:
             norm = float(torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None]))
         if not math.isfinite(norm) and not self.scaler.is_enabled():
             self.optimizer.zero_grad(set_to_none=True)
-            self._updating = False
+            self._updating = False  # nothing was changed
             return self._skip("gradient", values)
         self.scaler.step(self.optimizer)  # with a scaler: skipped on inf/NaN gradients
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
-        self._updating = False
+        self.scheduler.step()  # the schedule follows updates; skipped steps do not advance it
         self.nonfinite_run = 0
         values["grad_norm"] = norm
         return values
@@ -633,58 +634,22 @@ class TrainingRecipe:
 
     def fit(self) -> dict:
         """Train until ``total_steps`` / ``epochs`` or a stop request; returns a summary."""
-        cfg = self.cfg
         self._stop.install()
+        redirect = contextlib.nullcontext()
         if self.is_main:
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
             self._pbar = tqdm(total=self.total_steps, initial=self.step, desc="train",
                               unit="step", dynamic_ncols=True)
-        acc: dict[str, float] = {}
-        n_acc = 0
-        t0, samples = time.perf_counter(), 0
+            redirect = logging_redirect_tqdm()  # log lines above the bar, not through it
         try:
-            while self.step < self.total_steps and self.epoch < cfg.epochs and not self._stop.signal:
-                self.sampler.set_epoch(self.epoch)
-                self.sampler.skip = self.batch_in_epoch * cfg.batch_size
-                self.loader_gen.manual_seed(cfg.seed * 100003 + self.epoch)
-                for batch in self._batches():
-                    step_epoch = self.epoch
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    values = self.train_step(batch)
-                    self.scheduler.step()
-                    self.step += 1
-                    self.batch_in_epoch += 1
-                    samples += int(batch["features"].shape[0]) * self.world
-                    if values is not None:
-                        for k, v in values.items():
-                            acc[k] = acc.get(k, 0.0) + v
-                        n_acc += 1
-                    epoch_end = self.batch_in_epoch >= self.steps_per_epoch
-                    if epoch_end:
-                        self.epoch += 1
-                        self.batch_in_epoch = 0
-                    finished = self.step >= self.total_steps or self.epoch >= cfg.epochs
-                    do_eval = self.step % cfg.eval_every == 0 or epoch_end or finished
-                    if self.step % cfg.log_every == 0 or do_eval:
-                        rate = samples / max(time.perf_counter() - t0, 1e-9)
-                        row = {"step": self.step, "epoch": step_epoch, "lr": lr,
-                               "samples_per_s": rate, "nonfinite_skipped": self.nonfinite_total}
-                        row.update({k: v / n_acc for k, v in acc.items()} if n_acc else {})
-                        self.last_train = {k: v for k, v in row.items() if k in LOSS_COLUMNS}
-                        if do_eval:
-                            self.last_val = self.evaluate()
-                            row.update(self.last_val)
-                        self._log_row(row, do_eval)
-                        acc, n_acc, t0, samples = {}, 0, time.perf_counter(), 0
-                    if self._pbar is not None:
-                        self._pbar.update(1)
-                    if finished or self._stop.signal:
-                        break
-            if self._stop.signal:
-                self.save()
-                if self.is_main:
-                    log.warning("stopped at step %d (%s); resume with --resume", self.step,
-                                self._stop.signal)
+            with redirect:
+                self._loop()
+                if self._stop.signal:
+                    self.save()
+                    if self.is_main:
+                        log.warning("stopped at step %d (%s); resume with --resume", self.step,
+                                    self._stop.signal)
         except KeyboardInterrupt:
             if self._updating:
                 log.warning("interrupted during an update: %s keeps the last saved state", LAST)
@@ -692,7 +657,7 @@ class TrainingRecipe:
                 self.save()
             raise
         except TrainingError:
-            if self.is_main and not self._updating:
+            if not self._updating:
                 self.save()
             raise
         finally:
@@ -700,6 +665,49 @@ class TrainingRecipe:
             if self._pbar is not None:
                 self._pbar.close()
         return self.summary()
+
+    def _loop(self) -> None:
+        cfg = self.cfg
+        acc: dict[str, float] = {}
+        n_acc = 0
+        t0, samples = time.perf_counter(), 0
+        while self.step < self.total_steps and self.epoch < cfg.epochs and not self._stop.signal:
+            self.sampler.set_epoch(self.epoch)
+            self.sampler.skip = self.batch_in_epoch * cfg.batch_size
+            self.loader_gen.manual_seed(cfg.seed * 100003 + self.epoch)
+            for batch in self._batches():
+                step_epoch = self.epoch
+                lr = self.optimizer.param_groups[0]["lr"]
+                values = self.train_step(batch)
+                self.step += 1
+                self.batch_in_epoch += 1
+                epoch_end = self.batch_in_epoch >= self.steps_per_epoch
+                if epoch_end:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+                self._updating = False  # model and counters agree again
+                samples += int(batch["features"].shape[0]) * self.world
+                if values is not None:
+                    for k, v in values.items():
+                        acc[k] = acc.get(k, 0.0) + v
+                    n_acc += 1
+                finished = self.step >= self.total_steps or self.epoch >= cfg.epochs
+                do_eval = self.step % cfg.eval_every == 0 or epoch_end or finished
+                if self.step % cfg.log_every == 0 or do_eval:
+                    row = {"step": self.step, "epoch": step_epoch, "lr": lr,
+                           "samples_per_s": samples / max(time.perf_counter() - t0, 1e-9),
+                           "nonfinite_skipped": self.nonfinite_total}
+                    row.update({k: v / n_acc for k, v in acc.items()} if n_acc else {})
+                    self.last_train = {k: v for k, v in row.items() if k in LOSS_COLUMNS}
+                    if do_eval:
+                        self.last_val = self.evaluate()
+                        row.update(self.last_val)
+                    self._log_row(row, do_eval)
+                    acc, n_acc, t0, samples = {}, 0, time.perf_counter(), 0
+                if self._pbar is not None:
+                    self._pbar.update(1)
+                if finished or self._stop.signal:
+                    break
 
     def _log_row(self, row: dict, evaluated: bool) -> None:
         if not self.is_main:
