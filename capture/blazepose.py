@@ -51,7 +51,7 @@ from engine.skeleton import (CH_ANCHOR, CH_ANCHOR_COPY, CH_IMAGE, CH_IMAGE_Z, CH
                              CH_WORLD_VIS, NUM_BLAZEPOSE, NUM_CHANNELS)
 
 from .video import (DEFAULT_FPS, VideoInfo, check_frame_range, fit_max_side, iter_frames,
-                    probe_video)
+                    probe_video, resize_frame)
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class PoseConfig:
 
     def __post_init__(self):
         if not (isinstance(self.max_side, int) and self.max_side >= 64):
-            raise InputError(f"max_side must be an integer of at least 64 pixels, got {self.max_side}")
+            raise InputError(
+                f"max_side must be an integer of at least 64 pixels, got {self.max_side}")
         for name in ("min_detection_confidence", "min_tracking_confidence"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{name} must be between 0 and 1, got {getattr(self, name)}")
@@ -122,7 +123,8 @@ def landmarks_to_row(world, image, anchor: bool) -> np.ndarray:
     w = np.array([(p.x, p.y, p.z, p.visibility) for p in world], dtype=np.float32)
     im = np.array([(p.x, p.y, p.z, p.visibility) for p in image], dtype=np.float32)
     if w.shape != (NUM_BLAZEPOSE, 4) or im.shape != (NUM_BLAZEPOSE, 4):
-        raise ValueError(f"expected {NUM_BLAZEPOSE} landmarks, got {len(w)} world / {len(im)} image")
+        raise ValueError(
+            f"expected {NUM_BLAZEPOSE} landmarks, got {len(w)} world / {len(im)} image")
     row = np.zeros(ROW_SHAPE, dtype=np.float32)
     row[:, CH_WORLD] = w[:, :3]
     row[:, CH_WORLD_VIS] = w[:, 3]
@@ -156,10 +158,7 @@ class PoseTracker:
         """(H, W, 3) uint8 RGB -> (33, 10) float32; all zeros when no person is found."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise VideoError(f"frames must be (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
-        size = fit_max_side(rgb.shape[1], rgb.shape[0], self.config.max_side)
-        if size != (rgb.shape[1], rgb.shape[0]):
-            import cv2
-            rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
+        rgb = resize_frame(rgb, fit_max_side(rgb.shape[1], rgb.shape[0], self.config.max_side))
         res = self._pose.process(np.ascontiguousarray(rgb))
         if res.pose_landmarks is None or res.pose_world_landmarks is None:
             self._prev_detected = False
@@ -179,14 +178,14 @@ class PoseTracker:
         self.close()
 
 
-def iter_landmarks(source: str | os.PathLike | Iterable[np.ndarray], start: int = 0,
+def iter_landmarks(source: str | os.PathLike | VideoInfo | Iterable[np.ndarray], start: int = 0,
                    end: int | None = None, config: PoseConfig = PoseConfig()
                    ) -> Iterator[np.ndarray]:
     """Yield one (33, 10) float32 row per frame, for live use.
 
-    ``source``: a video path or ``VideoInfo`` (frames [start, end) are read) or any iterable of RGB uint8
-    frames (a camera loop; ``start``/``end`` are ignored). MediaPipe is closed when the
-    generator finishes or is closed.
+    ``source``: a video path or ``VideoInfo`` (frames [start, end) are read) or any iterable
+    of RGB uint8 frames (a camera loop; ``start``/``end`` are ignored). MediaPipe is closed
+    when the generator finishes or is closed.
     """
     if isinstance(source, (str, os.PathLike, VideoInfo)):
         frames: Iterable[np.ndarray] = iter_frames(source, start, end, max_side=config.max_side)
@@ -300,8 +299,9 @@ def default_output_path(video_path: str | os.PathLike) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------
-def extract_landmarks(video: str | os.PathLike | VideoInfo, out_path: str | os.PathLike | None = None,
-                      start: int = 0, end: int | None = None,
+def extract_landmarks(video: str | os.PathLike | VideoInfo,
+                      out_path: str | os.PathLike | None = None, start: int = 0,
+                      end: int | None = None,
                       progress: Callable[[int, int | None], None] | None = None,
                       cancel: threading.Event | None = None,
                       config: PoseConfig = PoseConfig()) -> ExtractResult:
@@ -347,7 +347,8 @@ def extract_landmarks(video: str | os.PathLike | VideoInfo, out_path: str | os.P
         finally:
             rows.close()
         if writer.rows == 0:
-            raise VideoError(f"no frames could be read from {info.path.name} starting at frame {start}")
+            raise VideoError(
+                f"no frames could be read from {info.path.name} starting at frame {start}")
         if detected == 0:
             raise NoPersonError(f"no person was detected in any of the {writer.rows} frames of "
                                 f"{info.path.name}, so no landmarks were written")

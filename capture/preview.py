@@ -28,7 +28,7 @@ from engine.errors import InputError, VideoError
 from engine.skeleton import (BLAZEPOSE_INDEX, BLAZEPOSE_NAMES, CH_IMAGE, CH_VIS, CH_WORLD,
                              JOINT_NAMES, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_JOINTS, PARENTS)
 
-from .video import iter_frames, probe_video
+from .video import iter_frames, probe_video, resize_frame
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +118,7 @@ def render_preview(video_path: str | os.PathLike, landmarks: np.ndarray,
         if not writer.isOpened():
             raise VideoError(f"cannot create the preview video {out} (mp4v encoder unavailable)")
         for i, rgb in enumerate(iter_frames(info, start, start + n)):
-            left = cv2.resize(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), (vid_w, vid_h),
-                              interpolation=cv2.INTER_AREA)
+            left = cv2.cvtColor(resize_frame(rgb, (vid_w, vid_h)), cv2.COLOR_RGB2BGR)
             _draw_landmarks_2d(left, lm[i], config.min_visibility)
             right = np.full((panel, panel, 3), _BACKGROUND, dtype=np.uint8)
             _draw_segments(right, grid, view, scale, _GRID, 1)

@@ -45,7 +45,7 @@ class VideoInfo:
 
     path: Path
     fps: float                  # frames per second used downstream (reported or DEFAULT_FPS)
-    fps_reported: float         # the container's value (average for variable frame rate; 0 if missing)
+    fps_reported: float         # the container's value (average if variable; 0 if missing)
     width: int                  # display width, rotation metadata applied
     height: int                 # display height
     frame_count: int | None     # the container's estimate, None when unknown
@@ -78,6 +78,21 @@ def fit_max_side(width: int, height: int, max_side: int | None) -> tuple[int, in
         return width, height
     s = max_side / max(width, height)
     return max(1, round(width * s)), max(1, round(height * s))
+
+
+def resize_frame(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize an (H, W, C) image to ``size`` = (width, height); a no-op when it already fits.
+
+    INTER_AREA is the better filter for strong reductions (2x and more) but is ~10x slower
+    than INTER_LINEAR for mild, non-integer ones (73 vs 7 ms for 1768x994 -> 1280x720), where
+    linear filtering loses nothing BlazePose needs.
+    """
+    h, w = img.shape[:2]
+    if (w, h) == tuple(size):
+        return img
+    strong = size[0] <= w / 2 and size[1] <= h / 2
+    method = cv2.INTER_AREA if strong else cv2.INTER_LINEAR
+    return cv2.resize(img, tuple(size), interpolation=method)
 
 
 def probe_video(path: str | os.PathLike) -> VideoInfo:
@@ -126,7 +141,7 @@ def iter_frames(video: str | os.PathLike | VideoInfo, start: int = 0, end: int |
                 max_side: int | None = None) -> Iterator[np.ndarray]:
     """Yield RGB uint8 frames (H, W, 3) of frames [start, end), one at a time.
 
-    ``max_side``: downscale (INTER_AREA) so the longer side is at most this many pixels,
+    ``max_side``: downscale (:func:`resize_frame`) so the longer side is at most this many pixels,
     keeping the aspect ratio; smaller videos are never upscaled. Stops early, with a warning,
     when the file ends before the container's frame count (a truncated file).
     """
@@ -144,10 +159,7 @@ def iter_frames(video: str | os.PathLike | VideoInfo, start: int = 0, end: int |
             ok, bgr = cap.read()
             if not ok or bgr is None:
                 break
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            if (rgb.shape[1], rgb.shape[0]) != size:
-                rgb = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA)
-            yield rgb
+            yield cv2.cvtColor(resize_frame(bgr, size), cv2.COLOR_BGR2RGB)
             index += 1
     finally:
         cap.release()

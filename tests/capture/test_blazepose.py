@@ -53,10 +53,14 @@ def layout_facts(lm: np.ndarray) -> dict[str, bool]:
     d = lm[det]
     hip_mid = 0.5 * (d[:, BI["left_hip"], 0:3] + d[:, BI["right_hip"], 0:3])
     prev = np.concatenate([[False], det[:-1]])
-    y = lambda ch, a, b: np.median(d[:, BI[a], ch] - d[:, BI[b], ch])  # noqa: E731
+
+    def y(ch, a, b):
+        return np.median(d[:, BI[a], ch] - d[:, BI[b], ch])
+
     return {
         "undetected rows all zero": bool((lm[~det] == 0).all()),
-        "world origin at the hip midpoint": bool(np.median(np.linalg.norm(hip_mid, axis=-1)) < 0.01),
+        "world origin at the hip midpoint": bool(
+            np.median(np.linalg.norm(hip_mid, axis=-1)) < 0.01),
         "world y down (ankles below shoulders)": bool(y(1, "left_ankle", "left_shoulder") > 0.5),
         "image y down": bool(y(6, "left_ankle", "left_shoulder") > 0.05),
         "world metres (shoulder width 0.2-0.6)": bool(0.2 < np.median(np.linalg.norm(
@@ -77,7 +81,8 @@ def test_extract_first_frames(extracted):
     assert result.frames == N_FRAMES and result.detected == detected > N_FRAMES // 2
     assert (result.width, result.height, result.fps) == (1768, 994, 30.0)
     assert result.coverage == pytest.approx(detected / N_FRAMES)
-    assert calls[0] == (1, N_FRAMES) and calls[-1] == (N_FRAMES, N_FRAMES) and len(calls) == N_FRAMES
+    assert calls[0] == (1, N_FRAMES) and calls[-1] == (N_FRAMES, N_FRAMES)
+    assert len(calls) == N_FRAMES
     side = read_sidecar(result.out_path)
     assert side["frames"] == N_FRAMES and side["detected"] == detected
     assert side["source_video"] == "demo.mp4" and side["aspect"] == pytest.approx(1768 / 994)
@@ -156,7 +161,9 @@ def test_writer_abort_and_shape_check(tmp_path):
 
 
 def test_landmarks_to_row_channels():
-    pt = lambda i, s: SimpleNamespace(x=s * i, y=s * i + 1, z=s * i + 2, visibility=0.5)  # noqa: E731
+    def pt(i, s):
+        return SimpleNamespace(x=s * i, y=s * i + 1, z=s * i + 2, visibility=0.5)
+
     world = [pt(i, 0.01) for i in range(33)]
     image = [pt(i, 0.001) for i in range(33)]
     row = landmarks_to_row(world, image, anchor=True)
