@@ -45,6 +45,8 @@ class OneEuroFilter:
 
     def __init__(self, config: OneEuroConfig = OneEuroConfig()):
         self.config = config
+        self._a_d = _alpha(config.d_cutoff, config.fps)
+        self._tau_fps = config.fps / (2.0 * math.pi)  # alpha(fc) = 1 / (1 + tau_fps / fc)
         self._x: np.ndarray | None = None   # last filtered value (..., D), float64
         self._dx: np.ndarray | None = None  # last filtered speed (..., D), unit/s
 
@@ -60,12 +62,11 @@ class OneEuroFilter:
         if self._x is None:
             self._x, self._dx = xf.copy(), np.zeros_like(xf)
             return np.array(x, copy=True)
-        a_d = _alpha(c.d_cutoff, c.fps)
-        self._dx = a_d * (xf - self._x) * c.fps + (1.0 - a_d) * self._dx
-        speed = np.linalg.norm(self._dx, axis=-1, keepdims=True)
-        a = _alpha(c.min_cutoff + c.beta * speed, c.fps)
+        self._dx = self._a_d * (xf - self._x) * c.fps + (1.0 - self._a_d) * self._dx
+        fc = c.min_cutoff + c.beta * np.sqrt((self._dx * self._dx).sum(-1, keepdims=True))
+        a = 1.0 / (1.0 + self._tau_fps / fc)
         self._x = a * xf + (1.0 - a) * self._x
-        return self._x.astype(np.asarray(x).dtype, copy=True)
+        return self._x.astype(np.asarray(x).dtype)
 
 
 def one_euro(x: np.ndarray, config: OneEuroConfig, valid: np.ndarray | None = None) -> np.ndarray:
@@ -81,6 +82,6 @@ def one_euro(x: np.ndarray, config: OneEuroConfig, valid: np.ndarray | None = No
     for t in range(x.shape[0]):  # O(F) steps, each vectorised over joints
         if valid is not None and not valid[t]:
             f.reset()
-            continue
-        out[t] = f(x[t])
+        else:
+            out[t] = f(x[t])
     return out

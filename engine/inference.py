@@ -203,7 +203,7 @@ def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
     """Half-open [start, end) runs of False in valid (F,)."""
     v = np.concatenate([[True], valid, [True]])
     d = np.diff(v.astype(np.int8))
-    return list(zip(np.flatnonzero(d == -1), np.flatnonzero(d == 1)))
+    return [(int(a), int(b)) for a, b in zip(np.flatnonzero(d == -1), np.flatnonzero(d == 1))]
 
 
 def bridge_gaps(slots: np.ndarray, valid: np.ndarray, max_gap: int) -> tuple[np.ndarray, Coverage]:

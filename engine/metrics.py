@@ -62,15 +62,12 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     gt = np.asarray(gt, dtype=np.float64)
     mu_p, mu_g = pred.mean(axis=1, keepdims=True), gt.mean(axis=1, keepdims=True)
     x, y = pred - mu_p, gt - mu_g
-    h = np.einsum("fji,fjk->fik", x, y)                  # (F, 3, 3) = X^T Y
-    u, s, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(np.einsum("fij,fjk->fik", u, vt)))  # -1: reflection
-    d = np.where(d == 0, 1.0, d)
+    u, s, vt = np.linalg.svd(x.swapaxes(1, 2) @ y)       # of X^T Y, (F, 3, 3)
+    d = np.where(np.linalg.det(u @ vt) < 0, -1.0, 1.0)   # -1: the best fit is a reflection
     s[:, -1] *= d
     vt[:, -1, :] *= d[:, None]
-    rot = np.einsum("fij,fjk->fik", u, vt)               # x @ rot best matches y
-    var = (x ** 2).sum(axis=(1, 2))
-    scale = s.sum(axis=1) / np.maximum(var, 1e-12)
+    rot = u @ vt                                         # x @ rot best matches y
+    scale = s.sum(axis=1) / np.maximum((x ** 2).sum(axis=(1, 2)), 1e-12)
     return scale[:, None, None] * (x @ rot) + mu_g
 
 
