@@ -45,7 +45,7 @@ from .features import (DEFAULT_ASPECT, DEFAULT_FOCAL, FeatureState, check_landma
                        compute_features)
 from .filters import OneEuroConfig, OneEuroFilter, one_euro
 from .kinematics import forward_kinematics, slots_to_rotations
-from .numpy_model import ROOT_OFFSET, load_numpy_model
+from .numpy_model import ROOT_OFFSET, NumpyMotionTransformer, load_numpy_model
 from .skeleton import DEFAULT_OFFSETS, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_JOINTS, NUM_SLOTS
 
 log = logging.getLogger(__name__)
@@ -128,6 +128,8 @@ class Prediction:
 # Backends
 # ---------------------------------------------------------------------------------------------
 class Backend(Protocol):
+    """Runs the network on one chunk of one sequence, carrying its key/value cache."""
+
     name: str
 
     def step(self, feats: np.ndarray, valid: np.ndarray, cache: Any) -> tuple[np.ndarray, Any]:
@@ -157,17 +159,15 @@ class TorchBackend:
 
     def step(self, feats, valid, cache):
         torch = self._torch
+        f = torch.from_numpy(np.ascontiguousarray(feats))[None].to(self.device)
+        v = torch.from_numpy(np.ascontiguousarray(valid))[None].to(self.device)
         with torch.inference_mode():
-            out, cache = self.model(torch.from_numpy(np.ascontiguousarray(feats))[None].to(self.device),
-                                    torch.from_numpy(np.ascontiguousarray(valid))[None].to(self.device),
-                                    past=cache, return_cache=True)
+            out, cache = self.model(f, v, past=cache, return_cache=True)
         return out[0].float().cpu().numpy(), cache
 
 
 def make_backend(model, device: str = "cpu") -> Backend:
     """Wrap a torch ``MotionTransformer`` or a ``NumpyMotionTransformer``."""
-    from .numpy_model import NumpyMotionTransformer
-
     if isinstance(model, NumpyMotionTransformer):
         return NumpyBackend(model)
     return TorchBackend(model, device)
@@ -226,8 +226,9 @@ def bridge_gaps(slots: np.ndarray, valid: np.ndarray, max_gap: int) -> tuple[np.
             w = (np.arange(start, end) - (start - 1)) / (end - (start - 1))
             qa = rot.rotation_6d_to_quaternion(a[1:].astype(np.float64))
             qb = rot.rotation_6d_to_quaternion(b[1:].astype(np.float64))
-            q = slerp(np.broadcast_to(qa, (length,) + qa.shape), np.broadcast_to(qb, (length,) + qb.shape),
-                      np.broadcast_to(w[:, None], (length, qa.shape[0])))
+            shape = (length,) + qa.shape
+            q = slerp(np.broadcast_to(qa, shape), np.broadcast_to(qb, shape),
+                      np.broadcast_to(w[:, None], shape[:-1]))
             out[start:end, 1:] = rot.quaternion_to_rotation_6d(q)
             out[start:end, 0, 3:6] = (1 - w)[:, None] * a[0, 3:6] + w[:, None] * b[0, 3:6]
             out[start:end, 0, 0:3] = (b[0, 3:6] - a[0, 3:6]) / (end - (start - 1))

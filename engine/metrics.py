@@ -109,4 +109,5 @@ def jitter(pred: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def mare(pred_rot: np.ndarray, gt_rot: np.ndarray) -> np.ndarray:
     """Mean absolute rotation error per frame: global rotations (F, 21, 3, 3) x2 -> (F,) rad."""
-    return geodesic_angle(np.asarray(pred_rot, np.float64), np.asarray(gt_rot, np.float64)).mean(axis=-1)
+    ang = geodesic_angle(np.asarray(pred_rot, np.float64), np.asarray(gt_rot, np.float64))
+    return ang.mean(axis=-1)

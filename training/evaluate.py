@@ -215,7 +215,8 @@ def format_table(group: dict, title: str) -> str:
     lines = [f"{title}: {group['frames']} frames",
              f"  {'method':<26}" + "".join(f"{c[1]:>14}" for c in _COLS)]
     for m, vals in group["methods"].items():
-        lines.append(f"  {_LABELS.get(m, m):<26}" + "".join(f"{_fmt(vals[k], d):>14}" for k, _, d in _COLS))
+        cells = "".join(f"{_fmt(vals[k], d):>14}" for k, _, d in _COLS)
+        lines.append(f"  {_LABELS.get(m, m):<26}{cells}")
     return "\n".join(lines)
 
 

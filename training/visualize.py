@@ -77,8 +77,8 @@ def draw_panel(pts: np.ndarray, bones, title: str) -> np.ndarray:
     draw_view(panel[:, VIEW_W:], pts, bones, (2, 1))
     cv2.line(panel, (VIEW_W, 0), (VIEW_W, VIEW_H), (70, 70, 70), 1)
     cv2.putText(panel, title, (10, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (230, 230, 230), 1, cv2.LINE_AA)
-    cv2.putText(panel, "front", (10, VIEW_H - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (150, 150, 150), 1)
-    cv2.putText(panel, "side", (VIEW_W + 10, VIEW_H - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (150, 150, 150), 1)
+    for x, label in ((10, "front"), (VIEW_W + 10, "side")):
+        cv2.putText(panel, label, (x, VIEW_H - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (150, 150, 150), 1)
     return panel
 
 
