@@ -8,6 +8,7 @@ thread touches Blender, with the :class:`AnimateResult` this produces.
 from __future__ import annotations
 
 import enum
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ class AnimateSettings:
     root_motion: bool = True
     smoothing: float = 0.0               # Gaussian sigma in frames on the keys
     backend: str = "auto"                # engine backend: auto / torch / numpy
+    reuse_landmarks: bool = False        # skip BlazePose when landmarks_path and its sidecar exist
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,27 @@ class AnimateResult:
     landmarks_path: Path
     landmarks: np.ndarray = field(repr=False)   # (F, 33, 10)
     joints: np.ndarray = field(repr=False)      # (F, 21, 3) camera frame, Hips-relative
+
+
+def landmarks_cache_path(folder: Path, video: Path, start: int, end: int | None) -> Path:
+    """Landmarks file for one video (path, size, modification time) and frame range: a re-run
+    with other settings (smoothing, root motion, redo) reuses it instead of re-tracking."""
+    stat = Path(video).stat()
+    key = f"{Path(video).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{start}|{end}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    return Path(folder) / f"{Path(video).stem}-{digest}.landmarks.npy"
+
+
+def _cached_extraction(path: Path):
+    """An ``ExtractResult`` for landmarks extracted earlier (file + sidecar), or None."""
+    from capture.blazepose import ExtractResult, read_sidecar
+
+    meta = read_sidecar(path) if path.is_file() else None
+    if meta is None:
+        return None
+    return ExtractResult(out_path=path, frames=int(meta["frames"]), detected=int(meta["detected"]),
+                         fps=float(meta["fps"]), width=int(meta["width"]),
+                         height=int(meta["height"]), start=int(meta["start"]), seconds=0.0)
 
 
 def check_settings(settings: AnimateSettings) -> None:
@@ -102,11 +125,16 @@ def run_pipeline(settings: AnimateSettings, progress: ProgressFn | None = None,
     predictor = Predictor.from_checkpoint(settings.checkpoint, backend=settings.backend)
     check_cancel()
     report(0.0, "BlazePose: opening the video")
-    try:
-        extracted = extract_landmarks(settings.video, settings.landmarks_path, settings.start,
-                                      settings.end, progress=on_frame, cancel=cancel)
-    except ExtractionCancelled as err:
-        raise JobCancelled("cancelled; the scene was not changed") from err
+    extracted = _cached_extraction(settings.landmarks_path) if settings.reuse_landmarks else None
+    if extracted is not None:
+        log.info("reusing the landmarks in %s", settings.landmarks_path)
+    else:
+        try:
+            extracted = extract_landmarks(settings.video, settings.landmarks_path,
+                                          settings.start, settings.end, progress=on_frame,
+                                          cancel=cancel)
+        except ExtractionCancelled as err:
+            raise JobCancelled("cancelled; the scene was not changed") from err
     check_cancel()
     landmarks = np.load(extracted.out_path)
     report(_EXTRACT, f"Engine: {extracted.frames} frames")

@@ -5,6 +5,7 @@ thread). Errors reach the user as one sentence through ``self.report``.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import bpy
@@ -14,7 +15,7 @@ from bpy_extras.io_utils import ExportHelper
 from engine.errors import Blaze2CapError
 
 from . import exporters, preferences, scene
-from .job import AnimateJob, AnimateSettings, JobState, check_settings
+from .job import AnimateJob, AnimateSettings, JobState, check_settings, landmarks_cache_path
 from .properties import TARGET_ITEMS
 
 TIMER_S = 0.1
@@ -25,16 +26,17 @@ def job_settings(context, values: dict, checkpoint: str = "") -> AnimateSettings
     """AnimateSettings from the panel/operator values; raises Blaze2CapError (one sentence).
     ``checkpoint``: weights for this run (default: the preferences')."""
     video = Path(bpy.path.abspath(values["video"])) if values["video"].strip() else Path("")
-    stem = video.stem or "video"
     weights = (Path(bpy.path.abspath(checkpoint)) if checkpoint.strip()
                else preferences.checkpoint(context))
+    start, end = values["frame_start"], values["frame_end"] or None
     settings = AnimateSettings(
-        video=video, landmarks_path=preferences.user_dir() / f"{stem}.landmarks.npy",
-        checkpoint=weights, start=values["frame_start"],
-        end=values["frame_end"] or None, root_motion=values["use_root_motion"],
-        smoothing=values["smoothing"])
+        video=video, landmarks_path=Path("unused.npy"), checkpoint=weights, start=start,
+        end=end, root_motion=values["use_root_motion"], smoothing=values["smoothing"],
+        reuse_landmarks=True)
     check_settings(settings)
-    return settings
+    folder = preferences.user_dir() / "landmarks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return replace(settings, landmarks_path=landmarks_cache_path(folder, video, start, end))
 
 
 def target_armature(context, target: str):
@@ -139,7 +141,7 @@ class B2C_OT_animate_from_video(bpy.types.Operator):
         return self._end(context, job)
 
     def invoke(self, context, event):
-        if context.window is None:  # no event loop (background): run synchronously
+        if bpy.app.background or context.window is None:  # no event loop: run now
             return self.execute(context)
         job = self._prepare(context)
         if job is None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blaze2cap_addon import operators
+from blaze2cap_addon import operators, preferences
 from blaze2cap_addon.job import AnimateJob, AnimateSettings, JobCancelled, JobState
 from engine import retarget as rt
 from engine.errors import VideoError
@@ -110,7 +110,9 @@ def test_missing_video_is_reported_in_one_sentence(context, snapshot, tmp_path):
     assert snapshot() == before
 
 
-def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint, read_pose):
+def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint, read_pose,
+                                       monkeypatch, tmp_path):
+    monkeypatch.setattr(preferences, "user_dir", lambda: tmp_path)
     sc = context.scene
     sc.b2c.video = str(sports2d_video)  # the panel's settings, as the Animate button uses
     sc.b2c.frame_start, sc.b2c.frame_end = 0, 20
@@ -132,3 +134,13 @@ def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint
                                           target='SELECTED', frame_end=10) == {'FINISHED'}
     assert len(bpy.data.actions) == 1 and len(bpy.data.objects) == 1
     assert sc.frame_end == 10
+    # Landmarks are kept per video and range: re-running with other settings reuses them.
+    cached = sorted((tmp_path / "landmarks").glob("*.landmarks.npy"))
+    assert len(cached) == 2
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    assert bpy.ops.b2c.animate_from_video('EXEC_DEFAULT', checkpoint=str(tiny_checkpoint),
+                                          target='SELECTED', frame_end=10,
+                                          use_root_motion=False) == {'FINISHED'}
+    assert [p.stat().st_mtime_ns for p in cached] == stamps
+    for frame in (1, 10):  # no root motion: the Root bone stays on the origin
+        assert np.abs(read_pose(obj, frame)[0, :2, 3]).max() < 1e-6
