@@ -14,7 +14,6 @@ Neither kind of file is ever written with non-finite model parameters.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import pickle
 import random
@@ -32,7 +31,6 @@ from .features import FEATURE_VERSION
 from .model import ModelConfig, MotionTransformer
 from .skeleton import DEFAULT_OFFSETS
 
-log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "blaze2cap-checkpoint"
 WEIGHTS_FORMAT = "blaze2cap-weights"

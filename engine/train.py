@@ -49,6 +49,7 @@ import json
 import logging
 import math
 import os
+import random
 import shutil
 import signal
 import threading
@@ -62,9 +63,10 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from .checkpoint import (FEATURE_VERSION, atomic_write_bytes, config_differences, load_checkpoint,
-                         rng_state, save_checkpoint, set_rng_state)
+from .checkpoint import (atomic_write_bytes, config_differences, load_checkpoint, rng_state,
+                         save_checkpoint, set_rng_state)
 from .errors import CheckpointError, DatasetError, InputError, TrainingError
+from .features import FEATURE_VERSION
 from .losses import TERMS, LossConfig, compute_losses, mpjpe_sum
 from .model import ModelConfig, MotionTransformer
 from .skeleton import DEFAULT_OFFSETS
@@ -394,7 +396,6 @@ class TrainingRecipe:
         self.is_main = self.rank == 0
 
     def _seed(self, seed: int) -> None:
-        import random
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)

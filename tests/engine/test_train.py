@@ -175,7 +175,7 @@ print("DONE", res["step"])
 def test_resume_after_sigkill_continues_the_curve(tmp_path):
     script = write_script(tmp_path / "run_train.py", KILL_RUN)
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, str(script), str(run), "0.03", "0"], cwd=REPO,
+    proc = subprocess.Popen([sys.executable, str(script), str(run), "0.05", "0"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.time() + 120
