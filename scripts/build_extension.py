@@ -115,15 +115,24 @@ def read_manifest() -> dict:
 # ---------------------------------------------------------------------------------------------
 # Dependency wheels
 # ---------------------------------------------------------------------------------------------
+def normalize(name: str) -> str:
+    """Distribution name as in wheel file names: opencv-python-headless -> opencv_python_headless."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def pinned_versions() -> dict[str, str]:
+    """Normalised name -> pinned version of :data:`REQUIREMENTS`."""
+    return {normalize(r.split("==")[0]): r.split("==")[1] for r in REQUIREMENTS}
+
+
 def _dist_name(wheel: str) -> str:
-    return re.sub(r"[-_.]+", "_", wheel.split("-")[0]).lower()
+    return normalize(wheel.split("-")[0])
 
 
 def download_wheels(platforms: list[str], cache: Path, offline: bool) -> dict[str, list[Path]]:
     """Platform -> dependency wheels, downloaded into ``cache/<platform>/`` (kept)."""
     out: dict[str, list[Path]] = {}
-    pins = {re.sub(r"[-_.]+", "_", r.split("==")[0]).lower(): r.split("==")[1]
-            for r in REQUIREMENTS}
+    pins = pinned_versions()
     for platform in platforms:
         folder = cache / platform
         folder.mkdir(parents=True, exist_ok=True)
