@@ -144,3 +144,15 @@ def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint
     assert [p.stat().st_mtime_ns for p in cached] == stamps
     for frame in (1, 10):  # no root motion: the Root bone stays on the origin
         assert np.abs(read_pose(obj, frame)[0, :2, 3]).max() < 1e-6
+    # The keyed pose is the engine's output (this run: no smoothing).
+    from capture.blazepose import read_sidecar
+    from engine.inference import Predictor
+
+    landmarks = next(p for p in cached if read_sidecar(p)["frames"] == 10)
+    prediction = Predictor.from_checkpoint(tiny_checkpoint).predict(
+        np.load(landmarks), aspect=read_sidecar(landmarks)["aspect"], fps=30.0)
+    camera = rt.retarget_prediction(prediction).placement.rotation
+    for i in (0, 4, 9):
+        back = rt.bone_world_to_camera_quats(read_pose(obj, 1 + i)[None], rig, camera)[0]
+        q = prediction.global_quats[i]
+        assert np.minimum(np.abs(back - q).max(-1), np.abs(back + q).max(-1)).max() < 1e-4
