@@ -51,7 +51,7 @@ from engine.skeleton import (CH_ANCHOR, CH_ANCHOR_COPY, CH_IMAGE, CH_IMAGE_Z, CH
                              CH_WORLD_VIS, NUM_BLAZEPOSE, NUM_CHANNELS)
 
 from .video import (DEFAULT_FPS, VideoInfo, check_frame_range, fit_max_side, iter_frames,
-                    probe_video, resize_frame)
+                    prefetch, probe_video, resize_frame)
 
 log = logging.getLogger(__name__)
 
@@ -187,13 +187,19 @@ def iter_landmarks(source: str | os.PathLike | VideoInfo | Iterable[np.ndarray],
     of RGB uint8 frames (a camera loop; ``start``/``end`` are ignored). MediaPipe is closed
     when the generator finishes or is closed.
     """
-    if isinstance(source, (str, os.PathLike, VideoInfo)):
-        frames: Iterable[np.ndarray] = iter_frames(source, start, end, max_side=config.max_side)
+    if isinstance(source, (str, os.PathLike, VideoInfo)):  # decode ahead on a second thread
+        frames: Iterable[np.ndarray] = prefetch(
+            iter_frames(source, start, end, max_side=config.max_side))
     else:
         frames = source
-    with PoseTracker(config) as tracker:
-        for rgb in frames:
-            yield tracker.process(rgb)
+    try:
+        with PoseTracker(config) as tracker:
+            for rgb in frames:
+                yield tracker.process(rgb)
+    finally:
+        close = getattr(frames, "close", None)
+        if close is not None:  # stop the decoder thread now, not at garbage collection
+            close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,7 +366,7 @@ def extract_landmarks(video: str | os.PathLike | VideoInfo,
     if result.coverage < LOW_COVERAGE:
         log.warning("a person was found in only %d of %d frames (%.0f%%)", result.detected,
                     result.frames, 100 * result.coverage)
-    log.info("%s: %d frames, %d with a person, %.1f frames/s", out.name, result.frames,
+    log.debug("%s: %d frames, %d with a person, %.1f frames/s", out.name, result.frames,
              result.detected, result.processing_fps)
     return result
 

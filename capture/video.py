@@ -21,9 +21,11 @@ import codecs
 import logging
 import math
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator, TypeVar
 
 import cv2
 import numpy as np
@@ -31,6 +33,7 @@ import numpy as np
 from engine.errors import VideoError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_FPS = 30.0          # used when the container's frame rate is missing or absurd
 MIN_FPS, MAX_FPS = 1.0, 1000.0
@@ -163,10 +166,61 @@ def iter_frames(video: str | os.PathLike | VideoInfo, start: int = 0, end: int |
             index += 1
     finally:
         cap.release()
-    expected = info.frame_count if end is None else min(end, info.frame_count or end)
+    expected = info.frame_count if end is None or info.frame_count is None else min(
+        end, info.frame_count)
     if expected is not None and index < expected:
         log.warning("%s ended after %d frames although it reports %d: the file may be truncated",
                     info.path.name, index, expected)
+
+
+def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
+    """Iterate ``items`` on a background thread, at most ``depth`` items ahead.
+
+    Decoding (FFmpeg) and BlazePose both release the GIL, so reading the next frames while
+    the current one is processed uses a second core; memory stays bounded by ``depth``.
+    Exceptions of the producer are raised here; closing this generator stops the thread and
+    closes ``items``.
+    """
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def put(entry) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(entry, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        it = iter(items)
+        try:
+            for item in it:
+                if not put((item, None)):
+                    return
+            put((end, None))
+        except BaseException as err:  # handed to the consumer, raised there
+            put((None, err))
+        finally:
+            close = getattr(it, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="blaze2cap-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, err = q.get()
+            if err is not None:
+                raise err
+            if item is end:
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def quiet_native_logs() -> None:

@@ -132,6 +132,7 @@ def test_cancel_leaves_no_file(sports2d_video, tmp_path):
     with pytest.raises(ExtractionCancelled, match="cancelled after 3 frames"):
         extract_landmarks(sports2d_video, tmp_path / "x.npy", progress=progress, cancel=cancel)
     assert list(tmp_path.iterdir()) == []
+    assert not [t for t in threading.enumerate() if t.name == "blaze2cap-prefetch"]
 
 
 def test_writer_streams_rows_with_bounded_memory(tmp_path):

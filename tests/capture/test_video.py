@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
+import threading
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from capture.samples import SampleDownloadError, sample_video
-from capture.video import (DEFAULT_FPS, checked_fps, fit_max_side, iter_frames, probe_video)
+from capture.video import (DEFAULT_FPS, checked_fps, fit_max_side, iter_frames, prefetch,
+                           probe_video)
 from engine.errors import VideoError
 
 
@@ -172,3 +174,41 @@ def test_rotation_metadata_is_applied(tmp_path):
     assert first.shape == (64, 48, 3)
     ys, xs = np.nonzero(first[:, :, 0] > 128)
     assert xs.mean() > 24 and ys.mean() < 32  # turned 90 degrees clockwise: now top right
+
+
+# --- prefetch (decoding ahead on a second thread) --------------------------------------------
+def _prefetch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "blaze2cap-prefetch"]
+
+
+def test_prefetch_keeps_order_and_raises_producer_errors():
+    assert list(prefetch(iter(range(200)), depth=3)) == list(range(200))
+
+    def failing():
+        yield 1
+        yield 2
+        raise VideoError("broken at frame 2")
+
+    got = []
+    with pytest.raises(VideoError, match="broken at frame 2"):
+        for x in prefetch(failing()):
+            got.append(x)
+    assert got == [1, 2] and not _prefetch_threads()
+
+
+def test_prefetch_close_stops_thread_and_source():
+    closed = threading.Event()
+
+    def endless():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = prefetch(endless(), depth=2)
+    assert [next(it), next(it)] == [0, 1]
+    it.close()
+    assert closed.is_set() and not _prefetch_threads()
