@@ -156,3 +156,40 @@ def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint
         back = rt.bone_world_to_camera_quats(read_pose(obj, 1 + i)[None], rig, camera)[0]
         q = prediction.global_quats[i]
         assert np.minimum(np.abs(back - q).max(-1), np.abs(back + q).max(-1)).max() < 1e-4
+
+
+class LayoutRecorder:
+    """Stands in for a UILayout (no window in the bpy module): records what the panel draws."""
+
+    def __init__(self, calls: list):
+        self.calls = calls
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return LayoutRecorder(self.calls)
+        return call
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_panel_draws_existing_properties_and_operators(context, running):
+    from blaze2cap_addon.panel import B2C_PT_main
+
+    context.window_manager.b2c_progress.running = running
+    calls = []
+    panel = type("FakePanel", (), {"layout": LayoutRecorder(calls)})()
+    try:
+        B2C_PT_main.draw(panel, context)
+    finally:
+        context.window_manager.b2c_progress.running = False
+    props = [(args[0], args[1]) for name, args, _ in calls if name == "prop"]
+    assert {p for _, p in props} >= {"video", "frame_start", "frame_end", "target",
+                                     "use_root_motion", "smoothing"}
+    for data, prop in props:
+        assert prop in data.bl_rna.properties
+    ops = [args[0] for name, args, _ in calls if name == "operator"]
+    for op in ops:
+        module, name = op.split(".")
+        getattr(getattr(bpy.ops, module), name).get_rna_type()
+    assert ("b2c.animate_from_video" in ops) is not running
+    assert any(name == "progress" for name, _, _ in calls) is running
