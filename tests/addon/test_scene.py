@@ -99,3 +99,29 @@ def test_failed_export_leaves_no_file(context, tmp_path, make_result):
     with pytest.raises(Exception, match="folder does not exist"):
         exporters.export_bvh(context, obj, tmp_path / "missing" / "x.bvh")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_legacy_actions_of_blender_4_2_get_fcurves_on_the_action():
+    """Blender 4.2/4.3 have no slots: F-curves are made with Action.fcurves.new(...,
+    action_group=...) after the action is assigned (checked here with stand-ins)."""
+    made = []
+
+    class LegacyFCurves:
+        def new(self, data_path, index=0, action_group=""):
+            made.append((data_path, index, action_group))
+            return "fcurve"
+
+    class LegacyAction:
+        fcurves = LegacyFCurves()
+
+    class AnimData:
+        action = None
+
+    class Obj:
+        animation_data = AnimData()
+
+    obj, action = Obj(), LegacyAction()
+    new = scene._new_fcurve_factory(action, obj)
+    assert obj.animation_data.action is action
+    assert new('pose.bones["Hips"].rotation_quaternion', 2, "Hips") == "fcurve"
+    assert made == [('pose.bones["Hips"].rotation_quaternion', 2, "Hips")]
