@@ -117,6 +117,19 @@ def ray_rotation(hip_xy: np.ndarray, aspect: float, focal: float = DEFAULT_FOCAL
     return (ry @ rx).astype(np.float32)
 
 
+def world_landmarks_in_camera_axes(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
+                                   focal: float = DEFAULT_FOCAL) -> np.ndarray:
+    """BlazePose world landmarks (F, 33, 3), metres, hip-centred, turned from BlazePose's
+    ray-aligned axes into camera axes (the rotation of the ray through the image hip centre).
+
+    lm: (F, 33, 10) landmarks; frames without a detection give zeros.
+    """
+    scale = np.array([aspect, 1.0], dtype=np.float32)
+    img = lm[:, :, CH_IMAGE] * scale
+    hip = 0.5 * (img[:, _LH] + img[:, _RH])
+    return np.einsum("fij,fkj->fki", ray_rotation(hip - 0.5 * scale, aspect, focal), lm[:, :, CH_WORLD])
+
+
 def compute_features(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
                      state: FeatureState | None = None, focal: float = DEFAULT_FOCAL
                      ) -> tuple[np.ndarray, np.ndarray, FeatureState]:
@@ -159,12 +172,11 @@ def compute_features(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
         return img, hip, s, rel
 
     _, hip, s, rel = image_terms(lm)
-    _, hip_prev, s_prev, rel_prev = image_terms(prev_lm)
+    _, _, s_prev, rel_prev = image_terms(prev_lm)
     idx = list(FEATURE_LANDMARK_INDICES)
     centre = 0.5 * scale_xy
-    world = np.einsum("fij,fkj->fki", ray_rotation(hip - centre, aspect, focal), lm[:, idx, CH_WORLD])
-    world_prev = np.einsum("fij,fkj->fki", ray_rotation(hip_prev - centre, aspect, focal),
-                           prev_lm[:, idx, CH_WORLD])
+    world = world_landmarks_in_camera_axes(lm, aspect, focal)[:, idx]
+    world_prev = world_landmarks_in_camera_axes(prev_lm, aspect, focal)[:, idx]
     c = cont[:, None, None].astype(np.float32)
 
     feats = np.zeros((n, NUM_KEYPOINTS, NUM_FEATURES), dtype=np.float32)

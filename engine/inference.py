@@ -184,21 +184,6 @@ def _torch_available() -> bool:
 # ---------------------------------------------------------------------------------------------
 # Gap bridging and output conversion (pure functions, shared by batch and streaming)
 # ---------------------------------------------------------------------------------------------
-def slerp(q0: np.ndarray, q1: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Spherical interpolation of unit quaternions (..., 4) with weights w (...,) in [0, 1]."""
-    dot = (q0 * q1).sum(-1, keepdims=True)
-    q1 = np.where(dot < 0, -q1, q1)
-    theta = np.arccos(np.clip(np.abs(dot), 0.0, 1.0))
-    s = np.sin(theta)
-    w = np.asarray(w, dtype=q0.dtype)[..., None]
-    small = s < 1e-6
-    s_safe = np.where(small, 1.0, s)
-    a = np.where(small, 1.0 - w, np.sin((1.0 - w) * theta) / s_safe)
-    b = np.where(small, w, np.sin(w * theta) / s_safe)
-    q = a * q0 + b * q1
-    return q / np.linalg.norm(q, axis=-1, keepdims=True)
-
-
 def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
     """Half-open [start, end) runs of False in valid (F,)."""
     v = np.concatenate([[True], valid, [True]])
@@ -227,7 +212,7 @@ def bridge_gaps(slots: np.ndarray, valid: np.ndarray, max_gap: int) -> tuple[np.
             qa = rot.rotation_6d_to_quaternion(a[1:].astype(np.float64))
             qb = rot.rotation_6d_to_quaternion(b[1:].astype(np.float64))
             shape = (length,) + qa.shape
-            q = slerp(np.broadcast_to(qa, shape), np.broadcast_to(qb, shape),
+            q = rot.slerp(np.broadcast_to(qa, shape), np.broadcast_to(qb, shape),
                       np.broadcast_to(w[:, None], shape[:-1]))
             out[start:end, 1:] = rot.quaternion_to_rotation_6d(q)
             out[start:end, 0, 3:6] = (1 - w)[:, None] * a[0, 3:6] + w[:, None] * b[0, 3:6]

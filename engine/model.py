@@ -18,46 +18,14 @@ Design:
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .features import NUM_FEATURES, NUM_KEYPOINTS
+from .model_config import IDENTITY_6D, ROOT_OFFSET, ROOT_SCALE, ModelConfig
 from .skeleton import NUM_SLOTS
 
-IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-#: Output scale and offset of slot 0 (dx, dy, dz per frame; x, y, z), metres: a unit network
-#: output is a typical displacement / position, so all output slots train at similar scales.
-ROOT_SCALE = (0.02, 0.02, 0.02, 0.5, 0.5, 2.0)
-ROOT_OFFSET = (0.0, 0.0, 0.0, 0.0, 0.0, 4.0)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    num_keypoints: int = NUM_KEYPOINTS  # BlazePose landmarks per frame
-    num_features: int = NUM_FEATURES    # features per landmark
-    d_model: int = 256                  # width of the residual stream
-    n_layers: int = 4                   # Transformer blocks
-    n_heads: int = 4                    # attention heads
-    d_ff: int = 512                     # hidden width of the feed-forward blocks
-    dropout: float = 0.1                # dropout in attention, FFN and on the input
-    window: int = 64                    # frames a frame attends to (itself included)
-    rope_base: float = 10000.0          # RoPE frequency base
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        unknown = set(d) - set(known)
-        if unknown:
-            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
-        return cls(**known)
-
+__all__ = ["ModelConfig", "MotionTransformer", "IDENTITY_6D", "ROOT_SCALE", "ROOT_OFFSET"]
 
 def rope_tables(n: int, head_dim: int, base: float, device=None, dtype=torch.float32):
     """cos, sin tables (n, head_dim/2) for positions 0..n-1 (computed in float64)."""

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import model_config
 from .errors import CheckpointError
 from .features import FEATURE_VERSION
 
-# Mirrors of engine.model constants (engine.model imports torch; test_numpy_model checks them).
-IDENTITY_6D = np.array((1.0, 0.0, 0.0, 0.0, 1.0, 0.0), dtype=np.float32)
-ROOT_SCALE = np.array((0.02, 0.02, 0.02, 0.5, 0.5, 2.0), dtype=np.float32)
-ROOT_OFFSET = np.array((0.0, 0.0, 0.0, 0.0, 0.0, 4.0), dtype=np.float32)
+IDENTITY_6D = np.array(model_config.IDENTITY_6D, dtype=np.float32)
+ROOT_SCALE = np.array(model_config.ROOT_SCALE, dtype=np.float32)
+ROOT_OFFSET = np.array(model_config.ROOT_OFFSET, dtype=np.float32)
 NUM_SLOTS = 22
 LN_EPS = 1e-5  # torch.nn.LayerNorm default
 

@@ -167,5 +167,20 @@ def axis_angle_to_matrix(axis_angle: Array) -> Array:
     return quaternion_to_matrix(q)
 
 
+def slerp(q0: np.ndarray, q1: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Spherical interpolation of unit quaternions (..., 4) with weights w (...,) in [0, 1]."""
+    dot = (q0 * q1).sum(-1, keepdims=True)
+    q1 = np.where(dot < 0, -q1, q1)
+    theta = np.arccos(np.clip(np.abs(dot), 0.0, 1.0))
+    s = np.sin(theta)
+    w = np.asarray(w, dtype=q0.dtype)[..., None]
+    small = s < 1e-6
+    s_safe = np.where(small, 1.0, s)
+    a = np.where(small, 1.0 - w, np.sin((1.0 - w) * theta) / s_safe)
+    b = np.where(small, w, np.sin(w * theta) / s_safe)
+    q = a * q0 + b * q1
+    return q / np.linalg.norm(q, axis=-1, keepdims=True)
+
+
 #: Reflection of the camera x axis (left/right mirror): R_mirrored = MIRROR_X @ R @ MIRROR_X.
 MIRROR_X = np.diag([-1.0, 1.0, 1.0]).astype(np.float32)

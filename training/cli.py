@@ -41,18 +41,21 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     # Parse the command name first, then let its module add its own arguments.
-    pre, _ = parser.parse_known_args(argv) if argv and argv[0] not in ("-h", "--help") else (None, None)
-    if pre is None:
-        parser.parse_args(argv)  # prints help / usage and exits
+    # Global options come before the command name; the first other token is the command.
+    head = 0
+    while head < len(argv) and argv[head] == "--debug":
+        head += 1
+    command = argv[head] if head < len(argv) else None
+    if command not in COMMANDS:
+        parser.parse_args(argv)  # prints help / usage (or the error) and exits
         return 0
+    pre = argparse.Namespace(command=command, _module=COMMANDS[command][0], debug=head > 0)
     module = importlib.import_module(pre._module)
     full = argparse.ArgumentParser(prog=f"blaze2cap {pre.command}",
                                    description=COMMANDS[pre.command][1])
     full.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     module.add_arguments(full)
-    rest = [a for a in argv if a != "--debug"]
-    rest.remove(pre.command)
-    args = full.parse_args(rest)
+    args = full.parse_args(argv[head + 1:])
     args.debug = args.debug or pre.debug
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")

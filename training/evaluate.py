@@ -46,11 +46,11 @@ from engine import metrics as mt
 from engine.checkpoint import atomic_write_bytes
 from engine.data import FLAG_ALIGNED, FLAG_IN_VIEW, FLAG_TRACKED, load_dataset_map, load_sequence
 from engine.errors import DatasetError, InputError
-from engine.features import DEFAULT_FOCAL, ray_rotation
+from engine.features import DEFAULT_FOCAL, world_landmarks_in_camera_axes
 from engine.filters import OneEuroConfig, one_euro
 from engine.inference import Predictor
 from engine.kinematics import forward_kinematics, slots_to_rotations
-from engine.skeleton import BLAZEPOSE_INDEX, CH_IMAGE, CH_WORLD
+from engine.skeleton import CH_WORLD
 
 log = logging.getLogger(__name__)
 
@@ -92,16 +92,6 @@ class _Pool:
             if any(v is not None for v in vals.values()):
                 methods[m] = vals
         return {"frames": self.frames, "methods": methods}
-
-
-def blazepose_camera_axes(lm: np.ndarray, aspect: float, focal: float) -> np.ndarray:
-    """World landmarks (F, 33, 3) turned into camera axes as ``engine.features`` does for
-    the model's input (rotation of the ray through the image hip centre)."""
-    scale = np.array([aspect, 1.0])
-    img = lm[:, :, CH_IMAGE].astype(np.float64) * scale
-    hip = 0.5 * (img[:, BLAZEPOSE_INDEX["left_hip"]] + img[:, BLAZEPOSE_INDEX["right_hip"]])
-    r = ray_rotation(hip - 0.5 * scale, aspect, focal).astype(np.float64)
-    return np.einsum("fij,fkj->fki", r, lm[:, :, CH_WORLD].astype(np.float64))
 
 
 def _entry_pools(joints: dict[str, np.ndarray], pred_rots, gt_joints, gt_rots, frames, flags,
@@ -170,7 +160,7 @@ def evaluate_dataset(predictor: Predictor, root: Path, split: str = "test",
             "blazepose": base,
             "blazepose_one_euro": one_euro(base, dataclasses.replace(baseline_filter, fps=fps),
                                            pred.valid),
-            "blazepose_ray": mt.center_blazepose_joints(blazepose_camera_axes(lm, seq["aspect"], focal)),
+            "blazepose_ray": mt.center_blazepose_joints(world_landmarks_in_camera_axes(lm, seq["aspect"], focal)),
         }
         frames = pred.valid & ((seq["flags"] & FLAG_ALIGNED) == FLAG_ALIGNED)
         pools = _entry_pools(joints, pred_rots, gt_joints, gt_rots, frames, seq["flags"],

@@ -1,0 +1,37 @@
+"""The MotionTransformer's configuration and output constants, importable without torch (the
+NumPy inference path inside Blender uses them too)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from .features import NUM_FEATURES, NUM_KEYPOINTS
+
+IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+#: Output scale and offset of slot 0 (dx, dy, dz per frame; x, y, z), metres: a unit network
+#: output is a typical displacement / position, so all output slots train at similar scales.
+ROOT_SCALE = (0.02, 0.02, 0.02, 0.5, 0.5, 2.0)
+ROOT_OFFSET = (0.0, 0.0, 0.0, 0.0, 0.0, 4.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    num_keypoints: int = NUM_KEYPOINTS  # BlazePose landmarks per frame
+    num_features: int = NUM_FEATURES    # features per landmark
+    d_model: int = 256                  # width of the residual stream
+    n_layers: int = 4                   # Transformer blocks
+    n_heads: int = 4                    # attention heads
+    d_ff: int = 512                     # hidden width of the feed-forward blocks
+    dropout: float = 0.1                # dropout in attention, FFN and on the input
+    window: int = 64                    # frames a frame attends to (itself included)
+    rope_base: float = 10000.0          # RoPE frequency base
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        unknown = set(d) - set(known)
+        if unknown:
+            raise ValueError(f"unknown model config fields: {sorted(unknown)}")
+        return cls(**known)
