@@ -27,5 +27,8 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
+extension: install
+	$(BIN)/python scripts/build_extension.py
+
 clean:
 	rm -rf out runs .pytest_cache
