@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -46,6 +45,7 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from engine.atomic import AtomicFile, write_json_atomic
 from engine.errors import Blaze2CapError, InputError, VideoError
 from engine.skeleton import (CH_ANCHOR, CH_ANCHOR_COPY, CH_IMAGE, CH_IMAGE_Z, CH_VIS, CH_WORLD,
                              CH_WORLD_VIS, NUM_BLAZEPOSE, NUM_CHANNELS)
@@ -218,10 +218,9 @@ class NpyRowWriter:
         self.path = Path(path)
         self.row_shape = tuple(row_shape)
         self.rows = 0
-        self._tmp = _temp_beside(self.path)
-        self._file = open(self._tmp, "xb")  # closed by commit() / abort()
+        self._out = AtomicFile(self.path)  # closed by commit() / abort()
+        self._file = self._out.file
         self._header_len = self._write_header()
-        self._done = False
 
     def _write_header(self) -> int:
         self._file.seek(0)
@@ -241,46 +240,16 @@ class NpyRowWriter:
         """Finish the file and move it to ``path``; returns ``path``."""
         if self._header_len != self._write_header():
             raise RuntimeError("the .npy header changed size; cannot finalise in place")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        os.replace(self._tmp, self.path)
-        self._done = True
-        return self.path
+        return self._out.commit()
 
     def abort(self) -> None:
-        if not self._done:
-            self._file.close()
-            self._tmp.unlink(missing_ok=True)
-            self._done = True
+        self._out.abort()
 
     def __enter__(self) -> "NpyRowWriter":
         return self
 
     def __exit__(self, *exc) -> None:
         self.abort()
-
-
-def write_json_atomic(path: str | os.PathLike, data: dict) -> Path:
-    """Write ``data`` as JSON to ``path`` atomically (temp file, fsync, rename)."""
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _temp_beside(path: Path, suffix: str = ".tmp") -> Path:
-    """A fresh hidden name in ``path``'s folder (created by the caller, so the umask applies)."""
-    return path.with_name(f".{path.name}.{secrets.token_hex(4)}{suffix}")
 
 
 def sidecar_path(landmarks_path: str | os.PathLike) -> Path:
@@ -290,12 +259,21 @@ def sidecar_path(landmarks_path: str | os.PathLike) -> Path:
 
 
 def read_sidecar(landmarks_path: str | os.PathLike) -> dict | None:
-    """The sidecar of a landmarks file (fps, width, height, aspect, ...), or None if absent."""
+    """The sidecar of a landmarks file (fps, width, height, aspect, ...), or None if absent
+    or unreadable (a warning is logged; callers then extract again or use defaults)."""
     p = sidecar_path(landmarks_path)
     if not p.is_file():
         return None
-    with open(p, encoding="utf-8") as f:
-        return json.load(f)
+    try:
+        with open(p, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        log.warning("ignoring the unreadable sidecar %s (%s)", p, err)
+        return None
+    if not isinstance(meta, dict):
+        log.warning("ignoring the sidecar %s: it does not hold a JSON object", p)
+        return None
+    return meta
 
 
 def default_output_path(video_path: str | os.PathLike) -> Path:

@@ -17,7 +17,6 @@ import json
 import os
 import pickle
 import random
-import tempfile
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .atomic import atomic_write_bytes  # noqa: F401 (also used by train / evaluate)
 from .errors import CheckpointError
 from .features import FEATURE_VERSION
 from .model import ModelConfig, MotionTransformer
@@ -37,24 +37,6 @@ WEIGHTS_FORMAT = "blaze2cap-weights"
 FORMAT_VERSION = 1
 
 _PLAIN = (str, int, float, bool, type(None), torch.Tensor, torch.Size)
-
-
-def atomic_write_bytes(path: str | os.PathLike, write) -> None:
-    """Write a file atomically: ``write(fileobj)`` into a temp file in the same folder, then
-    flush, fsync and ``os.replace`` it over ``path``. The temp file is removed on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _check_plain(obj: Any, where: str = "state") -> None:

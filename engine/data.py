@@ -23,8 +23,8 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
@@ -33,6 +33,7 @@ import torch
 from torch.utils.data import Dataset
 
 from . import rotations as rot
+from .atomic import atomic_write_bytes, write_json_atomic  # noqa: F401 (re-exported)
 from .errors import DatasetError
 from . import features as _features
 from .features import (DEFAULT_ASPECT, DEFAULT_FOCAL, NUM_FEATURES, NUM_KEYPOINTS,
@@ -62,36 +63,11 @@ Array = Any  # np.ndarray | torch.Tensor
 
 
 # ---------------------------------------------------------------------------------------------
-# Atomic files
+# Atomic files (``engine.atomic``; ``write_json_atomic`` is re-exported for ``prepare``)
 # ---------------------------------------------------------------------------------------------
-def _atomic_write(path: Path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
     """``np.save`` through a temporary file in the same folder, fsync, then rename."""
-    _atomic_write(path, lambda f: np.save(f, np.ascontiguousarray(arr), allow_pickle=False))
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """JSON written atomically; a list is written one item per line."""
-    if isinstance(obj, list):
-        text = "[\n" + ",\n".join(json.dumps(x) for x in obj) + "\n]\n"
-    else:
-        text = json.dumps(obj, indent=1) + "\n"
-    data = text.encode("utf-8")
-    _atomic_write(path, lambda f: f.write(data))
+    atomic_write_bytes(path, lambda f: np.save(f, np.ascontiguousarray(arr), allow_pickle=False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -343,7 +319,8 @@ def _build_cache(root: Path, entries: list[dict], final: Path) -> None:
     n = int(sum(lengths))
     starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    tmp = final.parent / f".{final.name}.{secrets.token_hex(6)}"
+    tmp.mkdir()  # umask permissions (mkdtemp would make the cache private, 0o700)
     try:
         mm = np.lib.format.open_memmap
         feats = mm(tmp / "features.npy", mode="w+", dtype=np.float32,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.checkpoint import atomic_write_bytes
+from engine.atomic import atomic_write_bytes
 from engine.errors import Blaze2CapError, InputError
 from engine.features import DEFAULT_ASPECT, DEFAULT_FOCAL, check_landmarks
 from engine.filters import OneEuroConfig
