@@ -11,8 +11,12 @@ Orientation: rotation metadata (phone videos) is applied by OpenCV
 (``CAP_PROP_ORIENTATION_AUTO`` is switched on), so frames, ``width`` and ``height`` are as
 displayed; ``VideoInfo.rotation`` records the metadata angle.
 
-Frame rate: containers report one number; for variable frame rate videos it is the average.
-A missing or absurd value (outside 1..1000 fps) falls back to ``DEFAULT_FPS`` with a warning.
+Frame rate: containers report one number; for variable frame rate videos (phones) it is the
+average. Frames are used in order at that constant rate (one animation frame per video
+frame), so where the real rate varies the motion's timing is approximate: :func:`iter_frames`
+warns once when a frame's timestamp is more than half a frame away from the constant-rate
+grid. A missing or absurd value (outside 1..1000 fps) falls back to ``DEFAULT_FPS`` with a
+warning.
 Frame counts from the container are estimates; iteration stops at the last decodable frame.
 """
 from __future__ import annotations
@@ -158,10 +162,12 @@ def iter_frames(video: str | os.PathLike | VideoInfo, start: int = 0, end: int |
                 raise VideoError(f"start frame {start} is past the end of {info.path.name} "
                                  f"(it has {i} decodable frames)")
         index = start
+        clock = _FrameClock(info)
         while end is None or index < end:
             ok, bgr = cap.read()
             if not ok or bgr is None:
                 break
+            clock.check(index - start, cap.get(cv2.CAP_PROP_POS_MSEC))
             yield cv2.cvtColor(resize_frame(bgr, size), cv2.COLOR_BGR2RGB)
             index += 1
     finally:
@@ -171,6 +177,32 @@ def iter_frames(video: str | os.PathLike | VideoInfo, start: int = 0, end: int |
     if expected is not None and index < expected:
         log.warning("%s ended after %d frames although it reports %d: the file may be truncated",
                     info.path.name, index, expected)
+
+
+class _FrameClock:
+    """Warns once when frame timestamps leave the constant-rate grid (variable frame rate)."""
+
+    def __init__(self, info: VideoInfo):
+        self.info = info
+        self.first_ms: float | None = None
+        self.active = not info.fps_is_default  # a missing rate has been warned about already
+
+    def check(self, i: int, ms: float) -> None:
+        """``i``: frames read so far; ``ms``: this frame's timestamp (milliseconds)."""
+        if not self.active or not math.isfinite(ms):
+            return
+        if self.first_ms is None:
+            self.first_ms = ms
+            return
+        period = 1000.0 / self.info.fps
+        expected = self.first_ms + i * period
+        if abs(ms - expected) > 0.5 * period:
+            self.active = False
+            log.warning("%s has a variable frame rate (frame %d is at %.3f s, not %.3f s): "
+                        "frames are used in order at its average %g fps, so the timing of "
+                        "the motion is approximate", self.info.path.name, i,
+                        (ms - self.first_ms) / 1000, (expected - self.first_ms) / 1000,
+                        self.info.fps)
 
 
 def prefetch(items: Iterable[T], depth: int = 4) -> Iterator[T]:
@@ -228,6 +260,7 @@ def quiet_native_logs() -> None:
     raise ``VideoError``. The FFmpeg level is read when OpenCV first opens a video, so call
     this before that."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("GLOG_minloglevel", "2")  # MediaPipe's C++ warnings (read at import)
     cv2.setLogLevel(0)  # LOG_LEVEL_SILENT
 
 
