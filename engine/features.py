@@ -88,9 +88,20 @@ def check_landmarks(lm: np.ndarray) -> np.ndarray:
 
 def frame_validity(lm: np.ndarray, aspect: float = DEFAULT_ASPECT) -> np.ndarray:
     """(F, 33, 10) -> (F,) bool: detected, finite and with a non-degenerate image torso."""
-    finite = np.isfinite(lm).all(axis=(1, 2))
-    detected = (np.where(np.isfinite(lm), lm, 0) != 0).any(axis=(1, 2))
-    return finite & detected & (_torso_length(np.nan_to_num(lm), aspect) > MIN_TORSO)
+    return _validity(lm, aspect)[0]
+
+
+def _validity(lm: np.ndarray, aspect: float) -> tuple[np.ndarray, np.ndarray]:
+    """(F, 33, 10) -> (valid (F,) bool, landmarks with non-finite values set to 0)."""
+    finite_vals = np.isfinite(lm)
+    if finite_vals.all():  # the common case: no copy
+        finite, clean = np.ones(lm.shape[0], dtype=bool), lm
+    else:
+        finite = finite_vals.all(axis=(1, 2))
+        clean = np.where(finite_vals, lm, 0).astype(lm.dtype, copy=False)
+    detected = clean.reshape(len(clean), -1).any(axis=1)
+    # Frames with a non-finite value are invalid whatever their torso: zeros stand in for them.
+    return finite & detected & (_torso_length(clean, aspect) > MIN_TORSO), clean
 
 
 def _torso_length(lm: np.ndarray, aspect: float) -> np.ndarray:
@@ -117,6 +128,13 @@ def ray_rotation(hip_xy: np.ndarray, aspect: float, focal: float = DEFAULT_FOCAL
     return (ry @ rx).astype(np.float32)
 
 
+def _rotate(rotation: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """rotation (F, 3, 3) applied to points (F, K, 3) -> (F, K, 3) (``R @ p`` per frame)."""
+    r = rotation[:, None]                                        # (F, 1, 3, 3)
+    return (r[..., 0] * points[..., 0:1] + r[..., 1] * points[..., 1:2]
+            + r[..., 2] * points[..., 2:3])
+
+
 def world_landmarks_in_camera_axes(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
                                    focal: float = DEFAULT_FOCAL) -> np.ndarray:
     """BlazePose world landmarks (F, 33, 3), metres, hip-centred, turned from BlazePose's
@@ -141,55 +159,47 @@ def compute_features(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
     lm = check_landmarks(lm)
     state = state or FeatureState()
     n = lm.shape[0]
-    valid = frame_validity(lm, aspect)
-    lm = np.where(valid[:, None, None], np.nan_to_num(lm), 0).astype(np.float32)
+    valid, clean = _validity(lm, aspect)
+    idx = list(FEATURE_LANDMARK_INDICES)
 
-    # Previous frame of every frame (frame -1 comes from the state).
-    prev_lm = np.empty_like(lm)
-    prev_valid = np.empty(n, dtype=bool)
-    if n:
-        prev_lm[0] = state.prev if state.prev is not None else 0
-        prev_valid[0] = state.prev_valid
-        prev_lm[1:] = lm[:-1]
-        prev_valid[1:] = valid[:-1]
+    # Frame -1 (from the state) followed by the chunk's frames; every per-frame term is
+    # computed once on these n + 1 frames and read shifted for the previous frame.
+    ext = np.zeros((n + 1, NUM_BLAZEPOSE, NUM_CHANNELS), dtype=np.float32)
+    if state.prev is not None:
+        ext[0] = state.prev
+    np.copyto(ext[1:], clean, where=valid[:, None, None])
+    lm = ext[1:]
+    prev_valid = np.concatenate([[state.prev_valid], valid[:-1]]) if n else valid
     restart = valid & ((lm[:, 0, CH_ANCHOR] == 0) | ~prev_valid)
     cont = valid & ~restart  # velocities are defined
 
     # Frames since the track started, carried across chunks.
-    since = np.zeros(n, dtype=np.int64)
-    run = state.since_start
-    for i in range(n):  # O(F) scalar loop; cheap next to the model
-        run = 0 if (not valid[i] or restart[i]) else run + 1
-        since[i] = run
+    frame = np.arange(n)
+    last_reset = np.maximum.accumulate(np.where(~valid | restart, frame, -1)) if n else frame
+    since = np.where(last_reset >= 0, frame - last_reset, state.since_start + frame + 1)
 
     scale_xy = np.array([aspect, 1.0], dtype=np.float32)
-
-    def image_terms(x: np.ndarray):
-        img = x[:, :, CH_IMAGE] * scale_xy
-        hip = 0.5 * (img[:, _LH] + img[:, _RH])                       # (F, 2)
-        s = np.maximum(_torso_length(x, aspect), MIN_TORSO)          # (F,)
-        rel = (img - hip[:, None]) / s[:, None, None]                # (F, 33, 2)
-        return img, hip, s, rel
-
-    _, hip, s, rel = image_terms(lm)
-    _, _, s_prev, rel_prev = image_terms(prev_lm)
-    idx = list(FEATURE_LANDMARK_INDICES)
-    centre = 0.5 * scale_xy
-    world = world_landmarks_in_camera_axes(lm, aspect, focal)[:, idx]
-    world_prev = world_landmarks_in_camera_axes(prev_lm, aspect, focal)[:, idx]
+    img = ext[:, :, CH_IMAGE] * scale_xy                             # (F+1, 33, 2)
+    hip = 0.5 * (img[:, _LH] + img[:, _RH])                          # (F+1, 2)
+    shoulder = 0.5 * (img[:, _LS] + img[:, _RS])
+    s = np.maximum(np.linalg.norm(shoulder - hip, axis=-1), MIN_TORSO)   # (F+1,)
+    rel = (img[:, idx] - hip[:, None]) / s[:, None, None]             # (F+1, 25, 2)
+    ray = ray_rotation(hip - 0.5 * scale_xy, aspect, focal)
+    world = _rotate(ray, ext[:, idx][:, :, CH_WORLD])                 # (F+1, 25, 3)
+    log_s = np.log(s)
     c = cont[:, None, None].astype(np.float32)
 
-    feats = np.zeros((n, NUM_KEYPOINTS, NUM_FEATURES), dtype=np.float32)
-    feats[:, :, 0:3] = world
-    feats[:, :, 3:6] = (world - world_prev) * c
-    feats[:, :, 6:8] = rel[:, idx]
-    feats[:, :, 8:10] = (rel[:, idx] - rel_prev[:, idx]) * c
-    feats[:, :, 10] = lm[:, idx, CH_IMAGE_Z] * aspect / s[:, None]
+    feats = np.empty((n, NUM_KEYPOINTS, NUM_FEATURES), dtype=np.float32)
+    feats[:, :, 0:3] = world[1:]
+    feats[:, :, 3:6] = (world[1:] - world[:-1]) * c
+    feats[:, :, 6:8] = rel[1:]
+    feats[:, :, 8:10] = (rel[1:] - rel[:-1]) * c
+    feats[:, :, 10] = lm[:, idx, CH_IMAGE_Z] * aspect / s[1:, None]
     feats[:, :, 11] = lm[:, idx, CH_VIS]
     feats[:, :, 12] = restart[:, None]
-    feats[:, :, 13:15] = (hip - centre)[:, None, :]
-    feats[:, :, 15] = np.log(s)[:, None]
-    feats[:, :, 16] = (np.log(s) - np.log(s_prev))[:, None] * c[:, :, 0]
+    feats[:, :, 13:15] = (hip[1:] - 0.5 * scale_xy)[:, None, :]
+    feats[:, :, 15] = log_s[1:, None]
+    feats[:, :, 16] = (log_s[1:] - log_s[:-1])[:, None] * c[:, :, 0]
     feats[:, :, 17] = np.minimum(since, 64)[:, None] / 64.0
     feats[~valid] = 0
 
