@@ -31,9 +31,11 @@ camera of focal length ``focal`` (in units of the image's long side; 0.67 = Tota
 1284 px at 1920 px, a 74 degree horizontal field of view, typical of phones too).
 
 Channels 12-17 are per-frame context repeated over the 25 landmarks, so the layout stays
-(25, 18). Frames without a detection (all channels 0), with NaN/inf values, or with a
-degenerate torso get all-zero features and ``valid = False``: the model masks them out of
-attention and never treats them as a pose. A track restart (channel 4 = 0 on a detected
+(25, 18). Frames without a detection (all channels 0), with NaN/inf values, with any value
+beyond ``MAX_ABS_VALUE`` (no real BlazePose value comes near it) or with a degenerate torso
+get all-zero features and ``valid = False``: the model masks them out of attention and never
+treats them as a pose. ``aspect`` and ``focal`` outside their plausible ranges
+(``ASPECT_RANGE``, ``FOCAL_RANGE``) raise ``InputError``. A track restart (channel 4 = 0 on a detected
 frame) zeroes every velocity and resets channel 17, so nothing is differenced across a gap.
 
 Features are causal: frame t uses frames t and t-1 only. :class:`FeatureState` carries what
@@ -57,6 +59,9 @@ DEFAULT_ASPECT = 16 / 9  # image width / height of the TotalCapture videos
 MIN_TORSO = 1e-3  # image heights; below this the detection is degenerate
 DEFAULT_FOCAL = 0.67  # focal length / long image side (TotalCapture: 1284 / 1920)
 FEATURE_VERSION = 2  # bump when the features change (dataset caches are keyed on it)
+MAX_ABS_VALUE = 100.0  # larger landmark values are not a pose (real ones stay below 2)
+ASPECT_RANGE = (0.01, 100.0)  # plausible video width / height
+FOCAL_RANGE = (0.05, 50.0)  # plausible focal length / long image side (175 to 1 degrees)
 
 _LS, _RS = BLAZEPOSE_INDEX["left_shoulder"], BLAZEPOSE_INDEX["right_shoulder"]
 _LH, _RH = BLAZEPOSE_INDEX["left_hip"], BLAZEPOSE_INDEX["right_hip"]
@@ -83,25 +88,39 @@ def check_landmarks(lm: np.ndarray) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[1:] != (NUM_BLAZEPOSE, NUM_CHANNELS):
         raise LandmarkError(
             f"landmarks must have shape (frames, {NUM_BLAZEPOSE}, {NUM_CHANNELS}), got {arr.shape}")
-    return arr.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf: an invalid frame
+        return arr.astype(np.float32, copy=False)
+
+
+def check_camera(aspect: float, focal: float = DEFAULT_FOCAL) -> None:
+    """Raise InputError unless ``aspect`` and ``focal`` are numbers in their plausible ranges."""
+    for name, value, (lo, hi) in (("aspect ratio (video width / height)", aspect, ASPECT_RANGE),
+                                  ("focal length (over the long image side)", focal, FOCAL_RANGE)):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            raise InputError(f"the {name} must be a number, got {value!r}") from None
+        if not lo <= v <= hi:  # NaN fails too
+            raise InputError(f"the {name} must be between {lo:g} and {hi:g}, got {value!r}")
 
 
 def frame_validity(lm: np.ndarray, aspect: float = DEFAULT_ASPECT) -> np.ndarray:
-    """(F, 33, 10) -> (F,) bool: detected, finite and with a non-degenerate image torso."""
+    """(F, 33, 10) -> (F,) bool: detected, every value finite and within ``MAX_ABS_VALUE``,
+    and a non-degenerate image torso."""
     return _validity(lm, aspect)[0]
 
 
 def _validity(lm: np.ndarray, aspect: float) -> tuple[np.ndarray, np.ndarray]:
-    """(F, 33, 10) -> (valid (F,) bool, landmarks with non-finite values set to 0)."""
-    finite_vals = np.isfinite(lm)
-    if finite_vals.all():  # the common case: no copy
-        finite, clean = np.ones(lm.shape[0], dtype=bool), lm
+    """(F, 33, 10) -> (valid (F,) bool, landmarks with implausible values set to 0)."""
+    plausible_vals = np.abs(lm) <= MAX_ABS_VALUE  # False for NaN and inf too
+    if plausible_vals.all():  # the common case: no copy
+        plausible, clean = np.ones(lm.shape[0], dtype=bool), lm
     else:
-        finite = finite_vals.all(axis=(1, 2))
-        clean = np.where(finite_vals, lm, 0).astype(lm.dtype, copy=False)
+        plausible = plausible_vals.all(axis=(1, 2))
+        clean = np.where(plausible_vals, lm, 0).astype(lm.dtype, copy=False)
     detected = clean.reshape(len(clean), -1).any(axis=1)
-    # Frames with a non-finite value are invalid whatever their torso: zeros stand in for them.
-    return finite & detected & (_torso_length(clean, aspect) > MIN_TORSO), clean
+    # Frames with an implausible value are invalid whatever their torso: zeros stand in for them.
+    return plausible & detected & (_torso_length(clean, aspect) > MIN_TORSO), clean
 
 
 def _torso_length(lm: np.ndarray, aspect: float) -> np.ndarray:
@@ -157,6 +176,7 @@ def compute_features(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
     side. ``state`` continues a previous chunk.
     """
     lm = check_landmarks(lm)
+    check_camera(aspect, focal)
     state = state or FeatureState()
     n = lm.shape[0]
     valid, clean = _validity(lm, aspect)
