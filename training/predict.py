@@ -38,6 +38,9 @@ def parse_aspect(text: str) -> float:
     return value
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+
+
 def load_landmarks(path: Path) -> np.ndarray:
     """Read and check a landmark file -> (F, 33, 10) float32; InputError with one sentence."""
     path = Path(path)
@@ -45,6 +48,12 @@ def load_landmarks(path: Path) -> np.ndarray:
         raise InputError(f"input not found: {path}")
     if path.is_dir() or path.suffix.lower() != ".npy":
         raise InputError(f"{path} is not a .npy file")
+    with open(path, "rb") as f:
+        magic = f.read(len(_NPY_MAGIC))
+    if magic != _NPY_MAGIC:  # np.load would try to unpickle it
+        if magic[:1] == b"\x80":
+            raise InputError(f"{path.name} is a Python pickle, not a .npy array; refused")
+        raise InputError(f"{path.name} is not a .npy array (it has no NumPy header)")
     try:
         arr = np.load(path, allow_pickle=False)
     except ValueError as err:
@@ -127,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
             continue
         save_prediction(dst, pred, args.fps, args.aspect)
         c = pred.coverage
-        print(f"{src.name} -> {dst}: {c.frames} frames, {100 * c.fraction:.1f}% detected, "
-              f"{c.gaps} gap(s)")
+        print(f"{src.name} -> {dst}: {c.frames} frame{'s' * (c.frames != 1)}, "
+              f"{100 * c.fraction:.1f}% detected, {c.gaps} gap(s) bridged "
+              f"({c.interpolated_frames} interpolated, {c.held_frames} held, "
+              f"{c.rest_frames} rest pose)")
     if failed:
         print(f"blaze2cap predict: {failed} of {len(jobs)} file(s) failed", file=sys.stderr)
         return 2
