@@ -17,6 +17,7 @@ import json
 import os
 import pickle
 import random
+import re
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -137,9 +138,8 @@ def load_checkpoint(path: str | os.PathLike, model_cfg: ModelConfig | None = Non
             f"data, which could run code ({_unpickler_reason(err)})") from err
     except (RuntimeError, EOFError, ValueError, OSError, zipfile.BadZipFile,
             UnicodeDecodeError, KeyError) as err:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: the file is truncated or corrupt ({err})"[:400]
-        ) from err
+        raise CheckpointError(f"cannot read checkpoint {path}: the file is truncated or "
+                              f"corrupt ({_first_sentence(err)})") from err
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path} is not a Blaze2Cap training checkpoint")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
@@ -154,11 +154,20 @@ def load_checkpoint(path: str | os.PathLike, model_cfg: ModelConfig | None = Non
 
 
 def _unpickler_reason(err: Exception) -> str:
-    """The one informative line of torch's weights-only refusal."""
+    """What torch's weights-only unpickler refused, without its advice to allow it."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(err))
+    if found:
+        return f"it asks for {found.group(1)}"
     for line in str(err).splitlines():
         if "Unsupported" in line:
-            return line.strip().replace("WeightsUnpickler error: ", "")[:160]
+            return _first_sentence(line.strip().replace("WeightsUnpickler error: ", ""))
     return "not loadable with weights_only=True"
+
+
+def _first_sentence(err: Exception | str, limit: int = 160) -> str:
+    """The first line / sentence of a library's error message (some run to paragraphs)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text.split(". ")[0].rstrip(".")[:limit]
 
 
 def config_differences(saved: dict, current: dict) -> list[str]:
