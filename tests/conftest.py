@@ -18,3 +18,15 @@ def totalcapture_dir() -> Path:
     if not (SHARED_DATA / "README.md").exists():
         pytest.skip("../shared/data/totalcapture is not present")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sports2d_video() -> Path:
+    """The real Sports2D demo video (BSD-3), downloaded once by ``capture.samples`` and cached;
+    tests that need it skip when it cannot be downloaded."""
+    from capture.samples import SampleDownloadError, sample_video
+
+    try:
+        return sample_video("sports2d")
+    except SampleDownloadError as err:
+        pytest.skip(str(err))

@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from engine import rotations as rot
 from engine.features import ray_rotation
 from engine.skeleton import BLAZEPOSE_INDEX, BLAZEPOSE_NAMES, JOINT_INDEX, NUM_BLAZEPOSE
 

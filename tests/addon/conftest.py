@@ -107,11 +107,3 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     export_weights(model, path)
     return path
-
-
-@pytest.fixture(scope="session")
-def sports2d_video() -> Path:
-    """The cached real demo video (downloaded once by capture.samples)."""
-    from capture.samples import sample_video
-
-    return sample_video("sports2d")

@@ -14,20 +14,11 @@ import pytest
 
 from capture.blazepose import (ExtractionCancelled, NoPersonError, NpyRowWriter, PoseConfig,
                                extract_landmarks, iter_landmarks, landmarks_to_row, read_sidecar)
-from capture.samples import SampleDownloadError, sample_video
 from capture.video import iter_frames
 from engine.errors import InputError
 from engine.skeleton import BLAZEPOSE_INDEX as BI
 
 N_FRAMES = 30
-
-
-@pytest.fixture(scope="session")
-def sports2d_video() -> Path:
-    try:
-        return sample_video("sports2d")
-    except SampleDownloadError as err:
-        pytest.skip(str(err))
 
 
 @pytest.fixture(scope="module")

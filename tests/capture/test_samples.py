@@ -14,14 +14,6 @@ from capture.samples import SAMPLES, SampleDownloadError, sample_video
 from engine.errors import InputError
 
 
-@pytest.fixture(scope="session")
-def sports2d_video() -> Path:
-    try:
-        return sample_video("sports2d")
-    except SampleDownloadError as err:
-        pytest.skip(str(err))
-
-
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv(samples.CACHE_ENV, str(tmp_path / "cache"))

@@ -11,18 +11,9 @@ import cv2
 import numpy as np
 import pytest
 
-from capture.samples import SampleDownloadError, sample_video
 from capture.video import (DEFAULT_FPS, checked_fps, fit_max_side, iter_frames, prefetch,
                            probe_video)
 from engine.errors import VideoError
-
-
-@pytest.fixture(scope="session")
-def sports2d_video() -> Path:
-    try:
-        return sample_video("sports2d")
-    except SampleDownloadError as err:
-        pytest.skip(str(err))
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: float = 30.0,

@@ -179,7 +179,7 @@ def test_cache_is_reused_and_invalidated(tiny_ds, monkeypatch):
 def test_feature_stats_over_weighted_frames(tiny_ds):
     ds = D.WindowDataset(tiny_ds, "train")
     mean, std = D.feature_stats(ds)
-    feats, weights = [], []
+    feats = []
     for e in ds.entries:
         seq = D.load_sequence(tiny_ds, e)
         f, v, _ = compute_features(seq["landmarks"], seq["aspect"])

@@ -2,22 +2,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np
-import pytest
 
-from capture.samples import SampleDownloadError, sample_video
 from training.cli import main
-
-
-@pytest.fixture(scope="session")
-def sports2d_video() -> Path:
-    try:
-        return sample_video("sports2d")
-    except SampleDownloadError as err:
-        pytest.skip(str(err))
 
 
 def test_extract_a_frame_range(sports2d_video, tmp_path, capsys):
