@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -44,7 +45,7 @@ from .errors import CheckpointError, InputError
 from .features import (DEFAULT_ASPECT, DEFAULT_FOCAL, FeatureState, check_landmarks,
                        compute_features)
 from .filters import OneEuroConfig, OneEuroFilter, one_euro
-from .kinematics import forward_kinematics, slots_to_rotations
+from .kinematics import forward_kinematics, local_to_global
 from .numpy_model import ROOT_OFFSET, NumpyMotionTransformer, load_numpy_model
 from .skeleton import DEFAULT_OFFSETS, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_JOINTS, NUM_SLOTS
 
@@ -58,6 +59,10 @@ DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.safeten
 REST_ROOT_ROTATION = np.array([[-1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]], np.float32)
 #: Rest Hips position in the camera frame, metres (the model's root offset: 4 m ahead).
 REST_ROOT_POSITION = ROOT_OFFSET[3:6].copy()
+#: Frames per network call in batch prediction (fast on 2 CPU cores; any value gives the same
+#: output) and per block of the final conversion (bounds its temporaries).
+DEFAULT_CHUNK = 512
+CONVERT_CHUNK = 4096
 
 
 def rest_slots() -> np.ndarray:
@@ -148,22 +153,190 @@ class NumpyBackend:
 
 
 class TorchBackend:
-    name = "torch"
+    """The torch ``MotionTransformer`` in inference mode, computed by its own lean forward pass.
 
-    def __init__(self, model, device: str = "cpu"):
+    The same operations as ``MotionTransformer.forward`` (``engine.model``), arranged for
+    long sequences and one frame at a time:
+
+    * keys are rotated (RoPE) once, at their absolute frame index, and cached rotated; the
+      cache (:class:`RollingCache`) is a ring of the last ``window`` frames per layer,
+      preallocated and updated in place (attention depends only on frame distances, so
+      absolute positions give the model's outputs);
+    * a chunk of S frames attends in blocks of ``block`` queries, each against its own frames
+      and the ``window - 1`` before them, instead of all S + window - 1 keys (the band mask
+      keeps only those anyway);
+    * one frame (S = 1) attends straight to the ring, no copies;
+    * weights are read from the module's tensors, cos / sin tables are kept for a range of
+      positions, no autograd (``torch.inference_mode``).
+
+    Outputs equal the module's forward to float32 rounding (``tests/engine/test_streaming.py``).
+    """
+
+    name = "torch"
+    BLOCK = 32        # queries per attention block of a chunk
+    ROPE_SPAN = 4096  # positions per cached cos / sin table
+
+    def __init__(self, model, device: str = "cpu", block: int = BLOCK):
         import torch
 
         self._torch = torch
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
+        cfg = model.cfg
+        self.window, self.n_heads = cfg.window, cfg.n_heads
+        self.d_model, self.head_dim = cfg.d_model, cfg.d_model // cfg.n_heads
+        self.block = max(1, int(block))
+        self._inv_freq = 1.0 / (cfg.rope_base ** (
+            np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim))
+        self._rope_start = 0
+        self._cos = self._sin = None
+
+    def new_cache(self) -> "RollingCache":
+        p = next(self.model.parameters())
+        return RollingCache(self._torch, self.model.cfg.n_layers, self.n_heads, self.window,
+                            self.head_dim, p.device, p.dtype)
 
     def step(self, feats, valid, cache):
         torch = self._torch
-        f = torch.from_numpy(np.ascontiguousarray(feats))[None].to(self.device)
-        v = torch.from_numpy(np.ascontiguousarray(valid))[None].to(self.device)
+        cache = self.new_cache() if cache is None else cache
+        s = len(feats)
         with torch.inference_mode():
-            out, cache = self.model(f, v, past=cache, return_cache=True)
-        return out[0].float().cpu().numpy(), cache
+            f = torch.from_numpy(np.ascontiguousarray(feats, dtype=np.float32)).reshape(s, -1)
+            v = torch.from_numpy(np.ascontiguousarray(valid, dtype=bool))
+            out = self._forward(f.to(self.device), v.to(self.device), cache)
+            out = out.float().cpu().numpy()
+        cache.t += s
+        return out, cache
+
+    # -- the forward pass --------------------------------------------------------------------
+    def _rope(self, t: int, s: int):
+        """RoPE factors for absolute positions t .. t+s-1, each (s, head_dim): cos twice and
+        (-sin, sin), from float64 angles, so ``x * cos + roll(x) * sin`` is the model's
+        ``apply_rope`` operation for operation (x1 cos - x2 sin, x1 sin + x2 cos)."""
+        if self._cos is None or t < self._rope_start or t + s > self._rope_start + len(self._cos):
+            n = max(s, self.ROPE_SPAN)
+            ang = np.arange(t, t + n, dtype=np.float64)[:, None] * self._inv_freq[None]
+            cos, sin = np.cos(ang), np.sin(ang)
+            p = next(self.model.parameters())
+            self._cos = self._torch.from_numpy(np.concatenate([cos, cos], 1)).to(p.device, p.dtype)
+            self._sin = self._torch.from_numpy(np.concatenate([-sin, sin], 1)).to(p.device, p.dtype)
+            self._rope_start = t
+        a = t - self._rope_start
+        return self._cos[a:a + s], self._sin[a:a + s]
+
+    def _forward(self, f, valid, cache: "RollingCache"):
+        """f (S, 450), valid (S,) bool -> (S, 22, 6); writes the S frames into ``cache``."""
+        torch = self._torch
+        F = torch.nn.functional
+        m = self.model
+        s, c, h, d, w = f.shape[0], self.d_model, self.n_heads, self.head_dim, self.window
+        x = (f - m.input_mean) / m.input_std
+        x = x * valid[:, None]
+        x = F.linear(x, m.input_proj.weight, m.input_proj.bias)
+        cos, sin = self._rope(cache.t, s)
+        attend = self._ring_attention(cache, valid) if s == 1 else \
+            self._block_attention(cache, valid)
+        for i, (ln1, qkv_w, qkv_b, proj_w, proj_b, ln2, up_w, up_b, down_w, down_b) \
+                in enumerate(self._layers()):
+            a = F.layer_norm(x, (c,), *ln1)
+            qkv = F.linear(a, qkv_w, qkv_b).view(s, 3 * h, d).transpose(0, 1)  # (3H, S, D)
+            qk = qkv[:2 * h]
+            qk = qk * cos + qk.roll(d // 2, dims=-1) * sin                     # RoPE on q and k
+            y = attend(i, qk[:h], qk[h:], qkv[2 * h:])                          # (H, S, D)
+            x = x + F.linear(y.transpose(0, 1).reshape(s, c), proj_w, proj_b)
+            a = F.layer_norm(x, (c,), *ln2)
+            x = x + F.linear(F.gelu(F.linear(a, up_w, up_b)), down_w, down_b)
+        slots = self._ring_slots(cache, len(valid))
+        cache.valid[slots] = valid[len(valid) - len(slots):]
+        x = F.layer_norm(x, (c,), m.ln_f.weight, m.ln_f.bias, m.ln_f.eps)
+
+        def head(seq, inp):
+            return F.linear(F.gelu(F.linear(inp, seq[0].weight, seq[0].bias)),
+                            seq[2].weight, seq[2].bias)
+        root = head(m.root_head, x).view(s, 2, 6)
+        body = head(m.body_head, x).view(s, NUM_SLOTS - 2, 6) + m.identity_6d
+        trans = root[:, :1] * m.root_scale + m.root_offset
+        return torch.cat([trans, root[:, 1:] + m.identity_6d, body], dim=1)
+
+    def _layers(self) -> list[tuple]:
+        """Per block: (LayerNorm 1 args), qkv weight, bias, proj weight, bias, (LayerNorm 2
+        args), MLP up weight, bias, down weight, bias (the module's own tensors)."""
+        return [((b.ln1.weight, b.ln1.bias, b.ln1.eps), b.attn.qkv.weight, b.attn.qkv.bias,
+                 b.attn.proj.weight, b.attn.proj.bias, (b.ln2.weight, b.ln2.bias, b.ln2.eps),
+                 b.mlp[0].weight, b.mlp[0].bias, b.mlp[2].weight, b.mlp[2].bias)
+                for b in self.model.blocks]
+
+    def _ring_slots(self, cache, s: int):
+        """Ring slots of the last min(S, window) of the S frames being added."""
+        n = min(s, self.window)
+        return self._torch.arange(cache.t + s - n, cache.t + s, device=cache.valid.device) \
+            % self.window
+
+    def _ring_attention(self, cache, valid):
+        """One frame: attend to the ring (the window's earlier valid frames and the frame
+        itself); keys and values go into the ring first."""
+        torch = self._torch
+        slot = cache.t % self.window
+        bias = torch.zeros(self.window, dtype=cache.k.dtype, device=cache.k.device)
+        bias.masked_fill_(~cache.valid, float("-inf"))
+        bias[slot] = 0.0
+        scale = 1.0 / math.sqrt(self.head_dim)
+
+        def attend(i, q, k, v):
+            cache.k[i, :, slot] = k[:, 0]
+            cache.v[i, :, slot] = v[:, 0]
+            att = torch.softmax(torch.matmul(q * scale, cache.k[i].transpose(1, 2)) + bias, -1)
+            return torch.matmul(att, cache.v[i])
+        return attend
+
+    def _block_attention(self, cache, valid):
+        """S > 1 frames: blocks of ``block`` queries, each against its frames and the
+        window - 1 before them (from the ring for the first block)."""
+        torch = self._torch
+        s, w = len(valid), self.window
+        p = w - 1
+        bq = min(self.block, s)
+        nb = -(-s // bq)
+        pad = nb * bq - s
+        dev = valid.device
+        past_pos = torch.arange(cache.t - p, cache.t, device=dev)
+        past = past_pos % w                                                 # ring slots, oldest first
+        vk = torch.cat([cache.valid[past] & (past_pos >= 0), valid, valid.new_zeros(pad)])
+        i = torch.arange(bq, device=dev)[:, None]
+        j = torch.arange(bq + p, device=dev)[None, :]
+        band = (j >= i) & (j <= i + p)
+        mask = (band[None] & vk.unfold(0, bq + p, bq)[:, None, :]) | (j == i + p)[None]
+        mask = mask[None]                                                   # (1, nb, bq, bq + P)
+        slots = self._ring_slots(cache, s)
+        keep = len(slots)
+        F = torch.nn.functional
+
+        def attend(li, q, k, v):
+            h, d = q.shape[0], q.shape[-1]
+            ks = torch.cat([cache.k[li][:, past], k, k.new_zeros(h, pad, d)], dim=1)
+            vs = torch.cat([cache.v[li][:, past], v, v.new_zeros(h, pad, d)], dim=1)
+            cache.k[li][:, slots] = k[:, s - keep:]
+            cache.v[li][:, slots] = v[:, s - keep:]
+            if pad:
+                q = torch.cat([q, q.new_zeros(h, pad, d)], dim=1)
+            kw = ks.unfold(1, bq + p, bq).transpose(-1, -2)                 # (H, nb, bq+P, D)
+            vw = vs.unfold(1, bq + p, bq).transpose(-1, -2)
+            y = F.scaled_dot_product_attention(q.reshape(h, nb, bq, d), kw, vw, attn_mask=mask)
+            return y.reshape(h, nb * bq, d)[:, :s]
+        return attend
+
+
+class RollingCache:
+    """Key/value cache of :class:`TorchBackend`: per layer the keys (rotated at their absolute
+    frame index) and values of the last ``window`` frames in a ring (frame t in slot
+    t % window), their validity, and ``t`` = frames seen. Updated in place by ``step``."""
+
+    def __init__(self, torch, n_layers: int, n_heads: int, window: int, head_dim: int,
+                 device, dtype):
+        self.t = 0
+        self.k = torch.zeros(n_layers, n_heads, window, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.valid = torch.zeros(window, dtype=torch.bool, device=device)
 
 
 def make_backend(model, device: str = "cpu") -> Backend:
@@ -191,13 +364,15 @@ def _runs(valid: np.ndarray) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(np.flatnonzero(d == -1), np.flatnonzero(d == 1))]
 
 
-def bridge_gaps(slots: np.ndarray, valid: np.ndarray, max_gap: int) -> tuple[np.ndarray, Coverage]:
+def bridge_gaps(slots: np.ndarray, valid: np.ndarray, max_gap: int,
+                inplace: bool = False) -> tuple[np.ndarray, Coverage]:
     """Fill frames without a detection (see the module docstring).
 
     slots (F, 22, 6) raw output (frames with valid False are ignored), valid (F,) bool,
-    max_gap: longest gap (frames) that is interpolated. Returns filled slots and coverage.
+    max_gap: longest gap (frames) that is interpolated. Returns filled slots (``slots``
+    itself when ``inplace``, else a copy) and coverage.
     """
-    out = slots.copy()
+    out = slots if inplace else slots.copy()
     n = valid.shape[0]
     gaps = _runs(valid)
     interp = held = rest = 0
@@ -240,16 +415,32 @@ def _continuous_quats(q: np.ndarray, prev: np.ndarray | None) -> np.ndarray:
 
 def slots_to_prediction(slots: np.ndarray, valid: np.ndarray, coverage: Coverage,
                         offsets: np.ndarray = DEFAULT_OFFSETS,
-                        prev_quats: np.ndarray | None = None) -> Prediction:
-    """Filled slots (F, 22, 6) -> :class:`Prediction` (FK on offsets (21, 3) metres)."""
-    _, glob = slots_to_rotations(slots)                       # (F, 21, 3, 3)
-    local_6d = slots.copy()
-    local_6d[:, 1:] = rot.matrix_to_rotation_6d(rot.rotation_6d_to_matrix(slots[:, 1:]))
-    quats = _continuous_quats(rot.matrix_to_quaternion(glob).astype(np.float32), prev_quats)
-    return Prediction(local_6d=local_6d.astype(np.float32), global_quats=quats,
-                      joints=forward_kinematics(glob, offsets).astype(np.float32),
-                      root_translation=slots[:, 0, 3:6].astype(np.float32).copy(),
-                      valid=valid.astype(bool), coverage=coverage)
+                        prev_quats: np.ndarray | None = None,
+                        inplace: bool = False) -> Prediction:
+    """Filled slots (F, 22, 6) -> :class:`Prediction` (FK on offsets (21, 3) metres).
+
+    Converted ``CONVERT_CHUNK`` frames at a time into preallocated outputs, so temporaries
+    stay bounded for any length; ``inplace`` (float32 ``slots`` only) turns ``slots`` itself
+    into ``local_6d``. ``prev_quats`` (21, 4): the frame before, for continuous signs.
+    """
+    n = len(slots)
+    inplace = inplace and slots.dtype == np.float32
+    local_6d = slots if inplace else slots.astype(np.float32)
+    root = local_6d[:, 0, 3:6].copy()
+    quats = np.empty((n, NUM_JOINTS, 4), dtype=np.float32)
+    joints = np.empty((n, NUM_JOINTS, 3), dtype=np.float32)
+    prev = prev_quats
+    for a in range(0, n, CONVERT_CHUNK):
+        chunk = local_6d[a:a + CONVERT_CHUNK]
+        mats = rot.rotation_6d_to_matrix(chunk[:, 1:])              # root + 20 local (.., 3, 3)
+        glob = local_to_global(mats[:, 0], mats[:, 1:])             # (n, 21, 3, 3)
+        q = _continuous_quats(rot.matrix_to_quaternion(glob).astype(np.float32), prev)
+        quats[a:a + len(q)] = q
+        joints[a:a + len(q)] = forward_kinematics(glob, offsets)
+        chunk[:, 1:] = rot.matrix_to_rotation_6d(mats)
+        prev = q[-1]
+    return Prediction(local_6d=local_6d, global_quats=quats, joints=joints,
+                      root_translation=root, valid=valid.astype(bool), coverage=coverage)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -305,40 +496,112 @@ class Predictor:
         log.debug("loaded %s on the %s backend", path, be.name)
         return cls(be, config, offsets)
 
-    def raw(self, landmarks: np.ndarray, aspect: float = DEFAULT_ASPECT, chunk: int = 1024,
-            focal: float = DEFAULT_FOCAL) -> tuple[np.ndarray, np.ndarray]:
+    def begin(self, aspect: float = DEFAULT_ASPECT, fps: float = 30.0,
+              focal: float = DEFAULT_FOCAL, frames: int | None = None,
+              chunk: int = DEFAULT_CHUNK) -> "ChunkedRun":
+        """A batch prediction fed chunk by chunk (see :class:`ChunkedRun`); ``frames``: the
+        expected length, if known (preallocates)."""
+        return ChunkedRun(self, aspect, fps, focal, frames, chunk)
+
+    def raw(self, landmarks: np.ndarray, aspect: float = DEFAULT_ASPECT,
+            chunk: int = DEFAULT_CHUNK, focal: float = DEFAULT_FOCAL
+            ) -> tuple[np.ndarray, np.ndarray]:
         """Model output before smoothing and bridging: ((F, 22, 6), valid (F,) bool)."""
-        lm = check_landmarks(landmarks)
-        if lm.shape[0] == 0:
-            raise InputError("the landmark sequence holds no frames")
-        if chunk < 1:
-            raise InputError(f"chunk must be at least 1 frame, got {chunk}")
-        state, cache = FeatureState(), None
-        outs, valids = [], []
-        for i in range(0, lm.shape[0], chunk):
-            feats, valid, state = compute_features(lm[i:i + chunk], aspect, state, focal)
-            out, cache = self.backend.step(feats, valid, cache)
-            outs.append(out)
-            valids.append(valid)
-        return np.concatenate(outs).astype(np.float32), np.concatenate(valids)
+        run = self._fed(landmarks, aspect, 30.0, focal, chunk)
+        return run.raw()
 
     def predict(self, landmarks: np.ndarray, aspect: float = DEFAULT_ASPECT, fps: float = 30.0,
-                chunk: int = 1024, focal: float = DEFAULT_FOCAL) -> Prediction:
+                chunk: int = DEFAULT_CHUNK, focal: float = DEFAULT_FOCAL) -> Prediction:
         """landmarks (F, 33, 10) (``engine.features`` format), aspect = video width / height,
         fps = frame rate (for gap lengths and smoothing), focal = focal length / long image
         side (``engine.features``) -> :class:`Prediction` of F frames."""
-        _check_rates(aspect, fps)
-        slots, valid = self.raw(landmarks, aspect, chunk, focal)
-        if self.config.smoothing is not None:
-            cfg = dataclasses.replace(self.config.smoothing, fps=fps)
-            slots = one_euro(slots, cfg, valid).astype(np.float32)
-        max_gap = int(round(self.config.max_interp_gap_s * fps))
-        slots, cov = bridge_gaps(slots, valid, max_gap)
-        return slots_to_prediction(slots, valid, cov, self.offsets)
+        return self._fed(landmarks, aspect, fps, focal, chunk).finish()
+
+    def _fed(self, landmarks, aspect, fps, focal, chunk) -> "ChunkedRun":
+        lm = check_landmarks(landmarks)
+        if lm.shape[0] == 0:
+            raise InputError("the landmark sequence holds no frames")
+        run = self.begin(aspect, fps, focal, frames=lm.shape[0], chunk=chunk)
+        run.feed(lm)
+        return run
 
     def stream(self, aspect: float = DEFAULT_ASPECT, fps: float = 30.0,
                focal: float = DEFAULT_FOCAL) -> "StreamingPredictor":
         return StreamingPredictor(self, aspect, fps, focal)
+
+
+class ChunkedRun:
+    """Batch prediction fed in chunks (e.g. while BlazePose is still running).
+
+    ``feed(landmarks (n, 33, 10))`` runs the features and the network on the new frames right
+    away, ``chunk`` frames per call, carrying the feature state and the key/value cache;
+    ``finish()`` applies the smoothing and the gap bridging (which need the whole sequence)
+    and converts. The result equals :meth:`Predictor.predict` on all the frames at once.
+    Memory: the raw output (528 bytes per frame) and then the :class:`Prediction`, which
+    reuses it; every temporary is bounded by ``chunk`` or ``CONVERT_CHUNK`` frames.
+    """
+
+    def __init__(self, predictor: Predictor, aspect: float = DEFAULT_ASPECT, fps: float = 30.0,
+                 focal: float = DEFAULT_FOCAL, frames: int | None = None,
+                 chunk: int = DEFAULT_CHUNK):
+        _check_rates(aspect, fps)
+        if chunk < 1:
+            raise InputError(f"chunk must be at least 1 frame, got {chunk}")
+        self.predictor = predictor
+        self.aspect, self.fps, self.focal, self.chunk = float(aspect), float(fps), float(focal), chunk
+        self.frames = 0
+        self._state, self._cache = FeatureState(), None
+        size = max(int(frames or 0), 1)
+        self._slots = np.empty((size, NUM_SLOTS, 6), dtype=np.float32)
+        self._valid = np.empty(size, dtype=bool)
+        self._finished = False
+
+    def feed(self, landmarks: np.ndarray) -> None:
+        """Append frames: landmarks (n, 33, 10) (``engine.features`` format)."""
+        if self._finished:
+            raise RuntimeError("this run has finished")
+        lm = check_landmarks(landmarks)
+        for i in range(0, lm.shape[0], self.chunk):
+            part = lm[i:i + self.chunk]
+            feats, valid, self._state = compute_features(part, self.aspect, self._state,
+                                                         self.focal)
+            out, self._cache = self.predictor.backend.step(feats, valid, self._cache)
+            self._reserve(self.frames + len(part))
+            self._slots[self.frames:self.frames + len(part)] = out
+            self._valid[self.frames:self.frames + len(part)] = valid
+            self.frames += len(part)
+
+    def _reserve(self, n: int) -> None:
+        if n > len(self._slots):  # grow geometrically
+            size = max(n, 2 * len(self._slots))
+            slots = np.empty((size, NUM_SLOTS, 6), dtype=np.float32)
+            valid = np.empty(size, dtype=bool)
+            slots[:self.frames], valid[:self.frames] = self._slots[:self.frames], self._valid[:self.frames]
+            self._slots, self._valid = slots, valid
+
+    def raw(self) -> tuple[np.ndarray, np.ndarray]:
+        """Model output so far, before smoothing and bridging: ((F, 22, 6), valid (F,))."""
+        return self._slots[:self.frames].copy(), self._valid[:self.frames].copy()
+
+    def finish(self) -> Prediction:
+        """Smooth, bridge and convert all frames fed so far (once) -> :class:`Prediction`."""
+        if self.frames == 0:
+            raise InputError("the landmark sequence holds no frames")
+        if self._finished:
+            raise RuntimeError("this run has finished")
+        self._finished = True
+        n = self.frames
+        slots, valid = self._slots[:n], self._valid[:n].copy()
+        if len(self._slots) != n:
+            slots = slots.copy()
+        self._slots = self._valid = None
+        config = self.predictor.config
+        if config.smoothing is not None:
+            cfg = dataclasses.replace(config.smoothing, fps=self.fps)
+            slots = one_euro(slots, cfg, valid).astype(np.float32)
+        max_gap = int(round(config.max_interp_gap_s * self.fps))
+        slots, cov = bridge_gaps(slots, valid, max_gap, inplace=True)
+        return slots_to_prediction(slots, valid, cov, self.predictor.offsets, inplace=True)
 
 
 class StreamingPredictor:
