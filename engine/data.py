@@ -241,7 +241,9 @@ def frame_weights(valid: np.ndarray, flags: np.ndarray) -> np.ndarray:
     return (valid & ((flags & need) == need)).astype(np.float32)
 
 
-def _load_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
+def load_npy(path: Path, what: str, mmap: bool = False) -> np.ndarray:
+    """``np.load`` without pickles; a missing, corrupt or pickled file raises DatasetError
+    naming ``what`` and the path."""
     try:
         return np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None)
     except (ValueError, OSError) as err:
@@ -258,8 +260,8 @@ def load_sequence(root: Path, entry: dict) -> dict:
     root = Path(root)
     src = safe_path(root, entry.get("source"), "source")
     tgt = safe_path(root, entry.get("target"), "target")
-    lm = _load_npy(src, "landmarks").astype(np.float32, copy=False)
-    target = _load_npy(tgt, "target").astype(np.float32, copy=False)
+    lm = load_npy(src, "landmarks").astype(np.float32, copy=False)
+    target = load_npy(tgt, "target").astype(np.float32, copy=False)
     if lm.ndim != 3 or lm.shape[1:] != (NUM_BLAZEPOSE, NUM_CHANNELS):
         raise DatasetError(f"{src} must have shape (frames, 33, 10), got {lm.shape}")
     if target.ndim != 3 or target.shape[1:] != (NUM_SLOTS, 6):
@@ -268,7 +270,7 @@ def load_sequence(root: Path, entry: dict) -> dict:
         raise DatasetError(f"{src} has {lm.shape[0]} frames but {tgt} has {target.shape[0]}")
     if entry.get("flags") is not None:
         fpath = safe_path(root, entry["flags"], "flags")
-        flags = _load_npy(fpath, "flags").astype(np.uint8, copy=False)
+        flags = load_npy(fpath, "flags").astype(np.uint8, copy=False)
         if flags.shape != (lm.shape[0],):
             raise DatasetError(f"{fpath} must have shape ({lm.shape[0]},), got {flags.shape}")
     else:
@@ -314,7 +316,7 @@ def _build_cache(root: Path, entries: list[dict], final: Path) -> None:
     """Compute features of every entry into memory-mapped arrays under ``final`` (atomic)."""
     lengths = []
     for e in entries:
-        shape = _load_npy(safe_path(root, e["source"], "source"), "landmarks", mmap=True).shape
+        shape = load_npy(safe_path(root, e["source"], "source"), "landmarks", mmap=True).shape
         lengths.append(int(shape[0]))
     n = int(sum(lengths))
     starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
