@@ -118,7 +118,7 @@ def _validity(lm: np.ndarray, aspect: float) -> tuple[np.ndarray, np.ndarray]:
     else:
         plausible = plausible_vals.all(axis=(1, 2))
         clean = np.where(plausible_vals, lm, 0).astype(lm.dtype, copy=False)
-    detected = clean.reshape(len(clean), -1).any(axis=1)
+    detected = clean.reshape(len(clean), NUM_BLAZEPOSE * NUM_CHANNELS).any(axis=1)
     # Frames with an implausible value are invalid whatever their torso: zeros stand in for them.
     return plausible & detected & (_torso_length(clean, aspect) > MIN_TORSO), clean
 
