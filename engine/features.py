@@ -35,8 +35,9 @@ Channels 12-17 are per-frame context repeated over the 25 landmarks, so the layo
 beyond ``MAX_ABS_VALUE`` (no real BlazePose value comes near it) or with a degenerate torso
 get all-zero features and ``valid = False``: the model masks them out of attention and never
 treats them as a pose. ``aspect`` and ``focal`` outside their plausible ranges
-(``ASPECT_RANGE``, ``FOCAL_RANGE``) raise ``InputError``. A track restart (channel 4 = 0 on a detected
-frame) zeroes every velocity and resets channel 17, so nothing is differenced across a gap.
+(``ASPECT_RANGE``, ``FOCAL_RANGE``) raise ``InputError``. A track restart (channel 4 = 0 on a
+detected frame) zeroes every velocity and resets channel 17, so nothing is differenced across
+a gap.
 
 Features are causal: frame t uses frames t and t-1 only. :class:`FeatureState` carries what
 is needed across chunks, so chunked / streaming computation equals one pass over the whole
