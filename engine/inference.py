@@ -256,7 +256,13 @@ class TorchBackend:
         root = head(m.root_head, x).view(s, 2, 6)
         body = head(m.body_head, x).view(s, NUM_SLOTS - 2, 6) + m.identity_6d
         trans = root[:, :1] * m.root_scale + m.root_offset
-        return torch.cat([trans, root[:, 1:] + m.identity_6d, body], dim=1)
+        rot6d = torch.cat([root[:, 1:] + m.identity_6d, body], dim=1)          # (S, 21, 6)
+        if getattr(m.cfg, "geometric_prior", False):  # as the module: residuals on the prior
+            from .ik import apply_prior
+
+            feats = f.view(s, m.cfg.num_keypoints, m.cfg.num_features)
+            rot6d = apply_prior(rot6d, feats[..., 0:3])
+        return torch.cat([trans, rot6d], dim=1)
 
     def _layers(self) -> list[tuple]:
         """Per block: (LayerNorm 1 args), qkv weight, bias, proj weight, bias, (LayerNorm 2
