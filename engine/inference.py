@@ -306,7 +306,7 @@ class TorchBackend:
         pad = nb * bq - s
         dev = valid.device
         past_pos = torch.arange(cache.t - p, cache.t, device=dev)
-        past = past_pos % w                                                 # ring slots, oldest first
+        past = past_pos % w                                         # ring slots, oldest first
         vk = torch.cat([cache.valid[past] & (past_pos >= 0), valid, valid.new_zeros(pad)])
         i = torch.arange(bq, device=dev)[:, None]
         j = torch.arange(bq + p, device=dev)[None, :]
@@ -554,7 +554,8 @@ class ChunkedRun:
         if chunk < 1:
             raise InputError(f"chunk must be at least 1 frame, got {chunk}")
         self.predictor = predictor
-        self.aspect, self.fps, self.focal, self.chunk = float(aspect), float(fps), float(focal), chunk
+        self.aspect, self.fps, self.focal = float(aspect), float(fps), float(focal)
+        self.chunk = chunk
         self.frames = 0
         self._state, self._cache = FeatureState(), None
         size = max(int(frames or 0), 1)
@@ -582,7 +583,8 @@ class ChunkedRun:
             size = max(n, 2 * len(self._slots))
             slots = np.empty((size, NUM_SLOTS, 6), dtype=np.float32)
             valid = np.empty(size, dtype=bool)
-            slots[:self.frames], valid[:self.frames] = self._slots[:self.frames], self._valid[:self.frames]
+            n = self.frames
+            slots[:n], valid[:n] = self._slots[:n], self._valid[:n]
             self._slots, self._valid = slots, valid
 
     def raw(self) -> tuple[np.ndarray, np.ndarray]:
