@@ -252,6 +252,16 @@ class NpyRowWriter:
         self.abort()
 
 
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if a landmarks file can be written there; VideoError otherwise."""
+    out = Path(path)
+    if out.is_dir():
+        raise VideoError(f"output path {out} is a folder; give a .npy file name")
+    if not out.parent.is_dir():
+        raise VideoError(f"output folder does not exist: {out.parent}")
+    return out
+
+
 def sidecar_path(landmarks_path: str | os.PathLike) -> Path:
     """``X.npy`` -> ``X.npy.json``."""
     p = Path(landmarks_path)
@@ -304,11 +314,7 @@ def extract_landmarks(video: str | os.PathLike | VideoInfo,
     t0 = time.perf_counter()
     info = video if isinstance(video, VideoInfo) else probe_video(video)
     start, end = check_frame_range(info, start, end)
-    out = Path(out_path) if out_path is not None else default_output_path(info.path)
-    if out.is_dir():
-        raise VideoError(f"output path {out} is a folder; give a .npy file name")
-    if not out.parent.is_dir():
-        raise VideoError(f"output folder does not exist: {out.parent}")
+    out = check_output_path(out_path if out_path is not None else default_output_path(info.path))
     known_ends = [x for x in (end, info.frame_count) if x is not None]
     total = max(0, min(known_ends) - start) if known_ends else None
 

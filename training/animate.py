@@ -53,7 +53,7 @@ def animate(video: str | Path, bvh: str | Path | None = None, fbx: str | Path | 
     import numpy as np
 
     from blaze2cap_addon.job import AnimateSettings, check_settings, run_pipeline
-    from capture.video import probe_video
+    from capture.video import check_frame_range, probe_video
     from engine.errors import InputError
     from engine.retarget import CAMERA_UP
 
@@ -72,8 +72,8 @@ def animate(video: str | Path, bvh: str | Path | None = None, fbx: str | Path | 
             video=video, landmarks_path=Path(tmp) / "landmarks.npy",
             checkpoint=Path(checkpoint) if checkpoint is not None else None, start=start,
             end=end, root_motion=root_motion, smoothing=smoothing)
-        check_settings(settings)
-        probe_video(video)  # a bad video fails with one line, before any progress output
+        check_settings(settings)  # a bad video or frame range: one line, before any progress
+        check_frame_range(probe_video(video), start, end)
         result = run_pipeline(settings, progress=progress)
 
     import bpy

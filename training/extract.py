@@ -15,8 +15,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from capture.blazepose import PoseConfig, default_output_path, extract_landmarks
-from capture.video import probe_video, quiet_native_logs
+from capture.blazepose import (PoseConfig, check_output_path, default_output_path,
+                               extract_landmarks)
+from capture.video import check_frame_range, probe_video, quiet_native_logs
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,8 +35,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.debug:
         quiet_native_logs()
-    info = probe_video(args.video)  # a bad video fails here, before the progress bar shows
-    out = args.out if args.out is not None else default_output_path(info.path)
+    # Bad input fails here, in one line, before the progress bar shows.
+    info = probe_video(args.video)
+    check_frame_range(info, args.start, args.end)
+    config = PoseConfig(max_side=args.max_side)
+    out = check_output_path(args.out if args.out is not None else default_output_path(info.path))
     with tqdm(desc="BlazePose", unit="frame", dynamic_ncols=True) as bar:
         def progress(done: int, total: int | None) -> None:
             if total is not None and bar.total != total:
@@ -43,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         result = extract_landmarks(info, out, start=args.start, end=args.end,
-                                   progress=progress, config=PoseConfig(max_side=args.max_side))
+                                   progress=progress, config=config)
     print(f"{result.out_path}: {result.frames} frames, {result.detected} with a person "
           f"({result.coverage:.0%}), video {result.width}x{result.height} at {result.fps:g} fps; "
           f"BlazePose ran at {result.processing_fps:.1f} frames/s")

@@ -86,6 +86,11 @@ def save_prediction(path: Path, pred: Prediction, fps: float, aspect: float) -> 
 def _jobs(inp: Path, out: Path) -> list[tuple[Path, Path]]:
     if not inp.exists():
         raise InputError(f"input not found: {inp}")
+    for parent in out.parents:  # the nearest existing one must be a folder
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"--out {out}: {parent} is a file, not a folder")
+            break
     if inp.is_dir():
         files = sorted(p for p in inp.iterdir() if p.suffix.lower() == ".npy" and p.is_file())
         if not files:
