@@ -113,6 +113,10 @@ CASES_LIST: list[Case] = [
          "no person was detected in any of the 4 frames of {name}, so no landmarks were "
          "written",
          (f"{VIDEOS}::test_bad_video_gives_one_sentence",)),
+    Case("video-range", "Videos", "a start frame past the end (`--start 500` of 4 frames)",
+         _V, 2, "start frame 500 is past the end of {name} (4 frames)",
+         "start frame 500 is past the end of {name} (4 frames)",
+         (f"{VIDEOS}::test_bad_video_gives_one_sentence",)),
     Case("video-midway", "Videos", "truncated in the middle (5 of 230 frames left)", _V, 0,
          "exit 0: landmarks of the frames that decode (5); warning `NAME ended after 5 frames "
          "although it reports 230: the file may be truncated`", "",
@@ -287,9 +291,10 @@ CASES_LIST: list[Case] = [
     # -- outputs and runs ------------------------------------------------------------------
     Case("write-interrupted", "Runs",
          "a writer that fails half-way (every output: checkpoint, weights, dataset arrays and "
-         "map, landmarks + sidecar, prediction)", "any command", None,
+         "map, landmarks + sidecar, prediction, a video written by path)", "any command", None,
          "the final name keeps its old content (or stays absent); no temporary file is left",
-         "", (f"{WRITES}::test_a_writer_failing_half_way_leaves_the_old_file",)),
+         "", (f"{WRITES}::test_a_writer_failing_half_way_leaves_the_old_file",
+              f"{WRITES}::test_writers_that_need_a_path_commit_or_leave_nothing")),
     Case("write-sigkill", "Runs", "SIGKILL while a file is being written", "any command", None,
          "the final name keeps its old content; only a hidden `.NAME.*.tmp` may remain", "",
          (f"{WRITES}::test_sigkill_mid_write_never_leaves_a_partial_file",)),
@@ -320,9 +325,9 @@ CASES: dict[str, Case] = {c.key: c for c in CASES_LIST}
 assert len(CASES) == len(CASES_LIST), "duplicate case keys"
 
 GROUPS = {
-    "Videos": "Videos: `blaze2cap extract VIDEO` (column CLI); the Animate button in Blender "
-              "and `blaze2cap animate VIDEO` report the Blender column's sentence, and the "
-              "scene is left unchanged.",
+    "Videos": "Videos given to `blaze2cap extract VIDEO`. The Blender column is what the "
+              "Animate button reports (the scene is left unchanged) and what `blaze2cap "
+              "animate VIDEO` prints after `blaze2cap animate: error:` (exit 2).",
     "Gaps": "Frames without a person (`engine.inference`, see its module docstring).",
     "Arrays": "Landmark arrays given to `blaze2cap predict` (and `Predictor.predict`).",
     "Datasets": "Datasets: `blaze2cap train --data ROOT` (the same checks run in "

@@ -179,11 +179,11 @@ def hostile_checkpoint(path: Path, marker: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Blender
 # ---------------------------------------------------------------------------------------------
-def blender_error(bpy, video: Path, checkpoint: Path) -> str:
+def blender_error(bpy, video: Path, checkpoint: Path, **props) -> str:
     """Run Animate (EXEC_DEFAULT) on ``video``; it must fail: returns the reported sentence."""
     with pytest.raises(RuntimeError) as err:
         bpy.ops.b2c.animate_from_video('EXEC_DEFAULT', video=str(video),
-                                       checkpoint=str(checkpoint))
+                                       checkpoint=str(checkpoint), **props)
     message = str(err.value)
     assert message.startswith("Error: ") and message.count("\n") <= 1, message
     return message.removeprefix("Error: ").strip()

@@ -106,6 +106,25 @@ def test_a_writer_failing_half_way_leaves_the_old_file(name, existing, tmp_path,
     assert target.stat().st_size == size
 
 
+def test_writers_that_need_a_path_commit_or_leave_nothing(tmp_path, real_frames):
+    """Video writers (OpenCV) take a file name: ``AtomicFile(open_file=False)`` reserves a
+    temporary one with the extension they need."""
+    from capture.video import probe_video
+    from robustness_helpers import write_video
+
+    target = tmp_path / "clip.mp4"
+    af = engine.atomic.AtomicFile(target, open_file=False, suffix=".mp4")
+    assert af.tmp.parent == tmp_path and af.tmp.suffix == ".mp4" and not target.exists()
+    write_video(af.tmp, [f[:64, :96] for f in real_frames[:3]])
+    af.commit()
+    assert probe_video(target).frame_count == 3 and list(tmp_path.iterdir()) == [target]
+    with pytest.raises(ZeroDivisionError):
+        with engine.atomic.AtomicFile(target, open_file=False, suffix=".mp4") as af:
+            write_video(af.tmp, [f[:32, :32] for f in real_frames[:2]])
+            1 / 0  # the writer fails after the file is complete
+    assert probe_video(target).frame_count == 3 and list(tmp_path.iterdir()) == [target]
+
+
 KILLED_WRITER = """
 import sys, time
 from engine.atomic import atomic_write_bytes

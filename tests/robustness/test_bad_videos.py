@@ -13,39 +13,42 @@ from robustness_cases import CASES
 from robustness_helpers import (HAS_BPY, VIDEO_SIZE, blender_error, cli_error, hostile_checkpoint,
                                 run_cli)
 
-# case key -> the video made by the ``bad_video`` fixture
+# case key -> the video made by the ``bad_video`` fixture, and the first frame asked for
 ERRORS = {
-    "video-missing": "missing.mp4",
-    "video-folder": "folder",
-    "video-empty": "empty.mp4",
-    "video-text": "notes.mp4",
-    "video-noise": "noise.mp4",
-    "video-header": "header.mp4",
-    "video-no-index": "no_index.mp4",
-    "video-codec": "codec.avi",
-    "video-no-person": "black.mp4",
-    "video-tiny": "tiny.mp4",
+    "video-missing": ("missing.mp4", 0),
+    "video-folder": ("folder", 0),
+    "video-empty": ("empty.mp4", 0),
+    "video-text": ("notes.mp4", 0),
+    "video-noise": ("noise.mp4", 0),
+    "video-header": ("header.mp4", 0),
+    "video-no-index": ("no_index.mp4", 0),
+    "video-codec": ("codec.avi", 0),
+    "video-no-person": ("black.mp4", 0),
+    "video-tiny": ("tiny.mp4", 0),
+    "video-range": ("two_people.mp4", 500),
 }
 
 
 @pytest.mark.parametrize("key", ERRORS)
 def test_bad_video_gives_one_sentence(key, bad_video, tiny_weights, tmp_path, capsys, request):
-    case, video = CASES[key], bad_video(ERRORS[key])
+    kind, start = ERRORS[key]
+    case, video = CASES[key], bad_video(kind)
     out = tmp_path / "out"
     out.mkdir()
     paths = {"video": video, "name": video.name}
-    assert cli_error(capsys, "extract", video, "--out", out / "lm.npy") == \
+    assert cli_error(capsys, "extract", video, "--out", out / "lm.npy", "--start", start) == \
         case.cli_line("extract", **paths)
     assert list(out.iterdir()) == []  # nothing written, not even a temporary file
     if HAS_BPY:  # the same sentence from `blaze2cap animate` and the Animate button
         assert cli_error(capsys, "animate", video, "--checkpoint", tiny_weights,
-                         "--bvh", out / "x.bvh") == \
+                         "--bvh", out / "x.bvh", "--start", start) == \
             f"blaze2cap animate: error: {case.blender_message(**paths)}"
         assert list(out.iterdir()) == []
         bpy = request.getfixturevalue("blender")
         snapshot = request.getfixturevalue("scene")
         before = snapshot()
-        assert blender_error(bpy, video, tiny_weights) == case.blender_message(**paths)
+        assert blender_error(bpy, video, tiny_weights, frame_start=start) == \
+            case.blender_message(**paths)
         assert snapshot() == before
 
 
