@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ik import apply_prior
 from .model_config import IDENTITY_6D, ROOT_OFFSET, ROOT_SCALE, ModelConfig
 from .skeleton import NUM_SLOTS
 
@@ -165,6 +166,8 @@ class MotionTransformer(nn.Module):
         root = self.root_head(x).view(B, S, 2, 6)
         body = self.body_head(x).view(B, S, NUM_SLOTS - 2, 6) + self.identity_6d
         trans = root[:, :, :1] * self.root_scale + self.root_offset
-        rot = root[:, :, 1:] + self.identity_6d
-        out = torch.cat([trans, rot, body], dim=2)
+        rot6d = torch.cat([root[:, :, 1:] + self.identity_6d, body], dim=2)  # (B, S, 21, 6)
+        if self.cfg.geometric_prior:
+            rot6d = apply_prior(rot6d, feats[..., 0:3].to(rot6d.dtype))
+        out = torch.cat([trans, rot6d], dim=2)
         return (out, cache) if return_cache else out

@@ -24,6 +24,7 @@ class ModelConfig:
     dropout: float = 0.1                # dropout in attention, FFN and on the input
     window: int = 64                    # frames a frame attends to (itself included)
     rope_base: float = 10000.0          # RoPE frequency base
+    geometric_prior: bool = True        # rotations are residuals on engine.ik's prior
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -31,6 +32,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known.setdefault("geometric_prior", False)  # checkpoints from before the prior
         unknown = set(d) - set(known)
         if unknown:
             raise ValueError(f"unknown model config fields: {sorted(unknown)}")

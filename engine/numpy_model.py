@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import model_config
+from .ik import apply_prior
 from .errors import CheckpointError
 from .features import FEATURE_VERSION
 
@@ -119,6 +120,8 @@ class NumpyMotionTransformer:
             self.n_heads = int(config["n_heads"])
             self.window = int(config["window"])
             self.rope_base = float(config["rope_base"])
+            # checkpoints from before the geometric prior have no such field
+            self.geometric_prior = bool(config.get("geometric_prior", False))
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"the model config lacks a valid field: {err}") from err
         self.config = dict(config)
@@ -200,8 +203,10 @@ class NumpyMotionTransformer:
         body = self._linear(gelu(self._linear(x, "body_head.0")), "body_head.2")
         body = body.reshape(B, S, NUM_SLOTS - 2, 6) + IDENTITY_6D
         trans = root[:, :, :1] * ROOT_SCALE + ROOT_OFFSET
-        rot = root[:, :, 1:] + IDENTITY_6D
-        out = np.concatenate([trans, rot, body], axis=2).astype(np.float32)
+        rot6d = np.concatenate([root[:, :, 1:] + IDENTITY_6D, body], axis=2)
+        if self.geometric_prior:
+            rot6d = apply_prior(rot6d.astype(np.float32), feats[..., 0:3].astype(np.float32))
+        out = np.concatenate([trans, rot6d], axis=2).astype(np.float32)
         return (out, cache) if return_cache else out
 
 

@@ -18,10 +18,21 @@ def test_parameter_count_and_shapes(model):
     assert model.receptive_field == 4 * 63 + 1
 
 
-def test_untrained_model_outputs_rest_pose(model):
-    out = model(torch.randn(1, 8, 25, 18))
+def test_untrained_model_outputs_the_prior_or_the_rest_pose(model):
+    """Rotation slots are residuals: an untrained model outputs the geometric prior
+    (engine.ik) or, without it, the rest pose."""
+    from engine import ik
+    x = torch.randn(1, 8, 25, 18)
     ident = torch.tensor([1.0, 0, 0, 0, 1, 0])
-    assert (out[..., 1:, :] - ident).abs().max() < 0.2
+    prior = ik.apply_prior(ident.expand(1, 8, 21, 6), x[..., :3])
+    assert (model(x)[..., 1:, :] - prior).abs().max() < 0.2
+    plain = MotionTransformer(ModelConfig(geometric_prior=False)).eval()
+    assert (plain(x)[..., 1:, :] - ident).abs().max() < 0.2
+
+
+def test_checkpoints_from_before_the_prior_load_without_it():
+    assert ModelConfig.from_dict({"d_model": 256}).geometric_prior is False
+    assert ModelConfig().geometric_prior is True
 
 
 def test_causality(model):

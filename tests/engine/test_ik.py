@@ -1,0 +1,59 @@
+"""engine.ik: the geometric prior is a proper rotation, backend-independent, re-derivable from
+the shared data, and already close to the ground truth before any learning."""
+import numpy as np
+import pytest
+import torch
+
+from engine import ik
+from engine import metrics as mt
+from engine.features import compute_features
+from engine.kinematics import forward_kinematics
+
+
+def test_prior_is_a_rotation_and_backends_agree():
+    x = np.random.default_rng(0).normal(size=(7, 25, 3))
+    g = ik.prior_rotations(x)
+    assert g.shape == (7, 21, 3, 3)
+    np.testing.assert_allclose(np.swapaxes(g, -1, -2) @ g, np.broadcast_to(np.eye(3), g.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(g), 1.0, atol=1e-12)
+    np.testing.assert_allclose(ik.prior_rotations(torch.from_numpy(x)).numpy(), g, atol=1e-12)
+
+
+def test_zero_landmarks_keep_the_residual():
+    res = np.tile(np.array([1.0, 0, 0, 0, 1, 0], dtype=np.float32), (2, 21, 1))
+    out = ik.apply_prior(res, np.zeros((2, 25, 3), dtype=np.float32))
+    np.testing.assert_allclose(out, res, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def real_pair(totalcapture_dir):
+    from training import totalcapture as tc
+    cams = tc.load_cameras(totalcapture_dir)
+    off = tc.load_alignment(totalcapture_dir)["S1_freestyle1_cam4"]["offset_frames"]
+    gt = tc.load_gt(totalcapture_dir, "S1_freestyle1")
+    lm = np.load(totalcapture_dir / "blazepose" / "S1_freestyle1_cam4.npy")
+    b0, g0, n = tc.overlap(len(lm), len(gt.positions), off)
+    sl = slice(0, n, 3)
+    glob = tc.rotations_to_camera(tc.gt_rotations_world(gt)[g0:g0 + n][sl], cams[4])
+    pos = tc.world_to_camera(gt.positions[g0:g0 + n][sl], cams[4])
+    f, valid, _ = compute_features(lm[b0:b0 + n][sl], focal=cams[4].fx / 1920)
+    return f[valid][:, :, 0:3].astype(np.float64), glob[valid], pos[valid]
+
+
+def test_local_axes_are_re_derived_from_the_data(real_pair):
+    """One training view (of the 25 the table was fitted on) re-derives it closely."""
+    x, glob, _ = real_pair
+    fitted = ik.fit_local_axes([(x, glob)])
+    for name, axes in ik.LOCAL_AXES.items():
+        cos = (np.asarray(axes) * fitted[name]).sum(-1)
+        assert cos[0] > np.cos(np.radians(30)), name
+    assert np.mean([(np.asarray(a) * fitted[n]).sum(-1).mean() for n, a in ik.LOCAL_AXES.items()]) > 0.97
+
+
+def test_prior_alone_is_about_as_good_as_blazepose(real_pair):
+    x, glob, pos = real_pair
+    g = ik.prior_rotations(x)
+    pred = mt.center_eval_joints(forward_kinematics(g))
+    gt = mt.center_eval_joints(pos - pos[:, :1])
+    assert mt.pa_mpjpe(pred, gt).mean() < 90
+    assert mt.mare(g, glob).mean() < 0.8
