@@ -299,7 +299,8 @@ CASES_LIST: list[Case] = [
          "the final name keeps its old content; only a hidden `.NAME.*.tmp` may remain", "",
          (f"{WRITES}::test_sigkill_mid_write_never_leaves_a_partial_file",)),
     Case("write-umask", "Runs", "umask 022 / 077", "any command", None,
-         "output files get 0644 / 0600 like any new file (not mkstemp's 0600)", "",
+         "output files get 0644 / 0600 like any new file (mkstemp gave 0600 whatever the "
+         "umask)", "",
          (f"{WRITES}::test_output_permissions_follow_the_umask",)),
     Case("run-sigkill", "Runs", "training killed with SIGKILL mid-epoch",
          "`blaze2cap train --resume`", 0,
@@ -311,8 +312,7 @@ CASES_LIST: list[Case] = [
          "`skipped N steps with non-finite losses`)", "",
          (f"{TRAIN}::test_non_finite_loss_is_skipped_and_counted",)),
     Case("run-nonfinite-repeated", "Runs", "non-finite losses in a row", "`blaze2cap train`", 2,
-         "N non-finite losses in a row (limit L): lower the learning rate or check the data "
-         "(last.pt keeps the last finite model)",
+         "N non-finite losses in a row (limit L): lower the learning rate or check the data",
          "", (f"{TRAIN}::test_repeated_non_finite_losses_stop_the_run",)),
     Case("run-nan-model", "Runs", "a model with NaN parameters", "save / export", None,
          "never written: `model parameters became non-finite (...); nothing was saved` "
