@@ -24,6 +24,9 @@ RIG_VERSION = 1
 #: still counts as the same rig (Blender stores rest matrices in float32).
 REST_TOLERANCE = 1e-4
 _LINEAR = None  # enum value of Keyframe.interpolation 'LINEAR', looked up once
+#: Longer clips are keyed as sampled F-curves (see ``_key``): 91 curves of Bezier keys cost
+#: about 6.7 kB a frame, 1.4 GB for an hour at 60 fps; samples a fifth of that.
+SAMPLED_ABOVE = 36_000
 
 
 def is_blaze2cap_armature(obj) -> bool:
@@ -118,33 +121,50 @@ def _new_fcurve_factory(action, obj):
     return lambda path, index, group: action.fcurves.new(path, index=index, action_group=group)
 
 
-def _key(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
-    """All keys of one F-curve at once (linear interpolation: one key per video frame)."""
+def _key(fcurve, frames: np.ndarray, values: np.ndarray, sampled: bool = False) -> None:
+    """All keys of one F-curve at once (linear interpolation: one key per video frame).
+
+    A constant curve (the Root's rotation) gets one key. ``sampled``: the keys are baked into
+    sample points right away (Blender's ``FCurve.convert_to_samples``: 16 bytes a frame instead
+    of a 72-byte Bezier key, the same values on every frame and linear in between), so an
+    hour-long clip fits in memory; the Graph Editor turns them back into keys on demand.
+    """
+    values = np.asarray(values)
+    if len(values) > 1 and np.all(values == values[0]):
+        frames, values = frames[:1], values[:1]
     n = len(frames)
     points = fcurve.keyframe_points
     points.add(n)
     co = np.empty(2 * n, dtype=np.float32)
     co[0::2], co[1::2] = frames, values
     points.foreach_set("co", co)
+    if sampled and n > 1:  # a sample per key frame is the key's value, whatever the handles
+        fcurve.convert_to_samples(int(frames[0]), int(frames[-1]) + 1)
+        return
     points.foreach_set("interpolation", np.full(n, _linear_interpolation(), dtype=np.int32))
     fcurve.update()
 
 
 def write_action(obj, animation: BoneAnimation, frame_start: int, name: str):
     """Key ``animation`` on ``obj`` from Blender frame ``frame_start`` into a new action named
-    ``name``; a previous Blaze2Cap action of ``obj`` is replaced (removed when unused)."""
+    ``name``; a previous Blaze2Cap action of ``obj`` is replaced (removed when unused).
+
+    Clips longer than ``SAMPLED_ABOVE`` frames are stored as sampled F-curves (see
+    :func:`_key`); shorter ones as editable keyframes.
+    """
     old = obj.animation_data.action if obj.animation_data else None
     action = bpy.data.actions.new(name)
     action[MARKER] = RIG_VERSION
     new_fcurve = _new_fcurve_factory(action, obj)
+    sampled = animation.num_frames > SAMPLED_ABOVE
     frames = np.arange(animation.num_frames, dtype=np.float64) + frame_start
     for b, bone in enumerate(animation.bone_names):
         path = f'pose.bones["{bone}"].rotation_quaternion'
         for i in range(4):
-            _key(new_fcurve(path, i, bone), frames, animation.local_quats[:, b, i])
+            _key(new_fcurve(path, i, bone), frames, animation.local_quats[:, b, i], sampled)
     for i in range(3):
         _key(new_fcurve(f'pose.bones["{ROOT_BONE}"].location', i, ROOT_BONE), frames,
-             animation.root_location[:, i])
+             animation.root_location[:, i], sampled)
     if old is not None and old != action and MARKER in old and old.users == 0:
         bpy.data.actions.remove(old)
         action.name = name
@@ -160,10 +180,13 @@ def set_scene_timing(scene, fps: float, frame_start: int, frame_end: int) -> Non
     scene.frame_end = max(frame_end, frame_start)
 
 
-def apply_animation(context, result, target=None):
+def apply_animation(context, result, target=None, show_first_frame: bool = True):
     """Build (or reuse ``target``) the armature, key it and set the scene's timing.
 
     ``result``: a ``job.AnimateResult``. Returns the armature object, active and selected.
+    ``show_first_frame``: go to the clip's first frame (evaluates the scene, which copies the
+    action: a caller with a long clip can free ``result`` first and call
+    ``scene.frame_set(scene.frame_start)`` itself).
     """
     animation: BoneAnimation = result.animation
     if target is not None:
@@ -181,6 +204,7 @@ def apply_animation(context, result, target=None):
     write_action(obj, animation, frame_start, result.name)
     scene = context.scene
     set_scene_timing(scene, result.fps, frame_start, frame_start + animation.num_frames - 1)
-    scene.frame_set(frame_start)
+    if show_first_frame:
+        scene.frame_set(frame_start)
     log.info("animated %s: %d frames at %.3g fps", obj.name, animation.num_frames, result.fps)
     return obj

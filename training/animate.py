@@ -36,17 +36,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the hips above the origin (height kept, no travel)")
     parser.add_argument("--smoothing", type=float, default=0.0,
                         help="Gaussian smoothing of the keys, sigma in frames (default 0 = off)")
+    # Benchmarks and tests: (F, 33, 10) landmarks with their .json sidecar instead of BlazePose.
+    parser.add_argument("--landmarks", type=Path, default=None, help=argparse.SUPPRESS)
 
 
 def animate(video: str | Path, bvh: str | Path | None = None, fbx: str | Path | None = None,
             blend: str | Path | None = None, preview: str | Path | None = None,
             checkpoint: str | Path | None = None, start: int = 0, end: int | None = None,
             root_motion: bool = True, smoothing: float = 0.0,
-            progress: Callable[[float, str], None] | None = None) -> dict:
+            progress: Callable[[float, str], None] | None = None,
+            landmarks: str | Path | None = None) -> dict:
     """Video -> animated armature; returns a summary dict (armature, frames, detected, fps,
     start, camera tilt in degrees, the files written).
 
-    ``progress(fraction, message)`` is called as the stages advance. Raises
+    ``progress(fraction, message)`` is called as the stages advance. ``landmarks``: an
+    (F, 33, 10) .npy with its sidecar (as ``blaze2cap extract`` writes) used instead of
+    running BlazePose (the video then only names the armature). Raises
     ``engine.errors.Blaze2CapError`` subclasses (one sentence) for bad input, missing
     weights, an unreadable video or one without a person.
     """
@@ -67,41 +72,59 @@ def animate(video: str | Path, bvh: str | Path | None = None, fbx: str | Path | 
             raise InputError(f"--{kind} must name a {suffix} file, got {path}")
         if not Path(path).expanduser().resolve().parent.is_dir():
             raise InputError(f"output folder does not exist: {Path(path).parent}")
+    if landmarks is not None:
+        from capture.blazepose import read_sidecar
+
+        if not Path(landmarks).is_file() or read_sidecar(landmarks) is None:
+            raise InputError(f"--landmarks needs an .npy file with its .json sidecar: {landmarks}")
     with tempfile.TemporaryDirectory(prefix="blaze2cap-") as tmp:
         settings = AnimateSettings(
-            video=video, landmarks_path=Path(tmp) / "landmarks.npy",
+            video=video, landmarks_path=Path(landmarks or Path(tmp) / "landmarks.npy"),
             checkpoint=Path(checkpoint) if checkpoint is not None else None, start=start,
-            end=end, root_motion=root_motion, smoothing=smoothing)
-        check_settings(settings)  # a bad video or frame range: one line, before any progress
-        check_frame_range(probe_video(video), start, end)
+            end=end, root_motion=root_motion, smoothing=smoothing,
+            reuse_landmarks=landmarks is not None)
+        if landmarks is None:  # a bad video or frame range: one line, before any progress
+            check_settings(settings)
+            check_frame_range(probe_video(video), start, end)
         result = run_pipeline(settings, progress=progress)
+        written = {}
+        if preview is not None:  # first, so the landmarks can go before Blender gets the keys
+            from capture.preview import render_preview
 
+            render_preview(video, result.landmarks, result.joints, preview, fps=result.fps,
+                           start=result.start)
+            written["preview"] = Path(preview)
+        return _build_scene(result, bvh, fbx, blend, written)
+
+
+def _build_scene(result, bvh, fbx, blend, written: dict) -> dict:
+    """The main-thread half: a factory scene, the armature and its keys, then the files.
+    Consumes ``result``: its arrays are freed before the scene is evaluated (Blender then
+    copies the action; for an hour-long clip both copies are hundreds of MB)."""
     import bpy
+    import numpy as np
 
     from blaze2cap_addon import exporters, scene
+    from engine.retarget import CAMERA_UP
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     _enable_exporters(bvh is not None, fbx is not None)
-    obj = scene.apply_animation(bpy.context, result)
-    written = {}
+    obj = scene.apply_animation(bpy.context, result, show_first_frame=False)
+    up = result.animation.placement.up_camera
+    summary = {"armature": obj.name, "frames": result.frames, "detected": result.detected,
+               "fps": result.fps, "start": result.start,
+               "camera_tilt_deg": float(np.degrees(np.arccos(np.clip(up @ CAMERA_UP, -1, 1))))}
+    del result
+    sc = bpy.context.scene
+    sc.frame_set(sc.frame_start)
     if blend is not None:
         written["blend"] = exporters.save_blend(blend)
     if bvh is not None:
         written["bvh"] = exporters.export_bvh(bpy.context, obj, bvh)
     if fbx is not None:
         written["fbx"] = exporters.export_fbx(bpy.context, obj, fbx)
-    if preview is not None:
-        from capture.preview import render_preview
-
-        render_preview(video, result.landmarks, result.joints, preview, fps=result.fps,
-                       start=result.start)
-        written["preview"] = Path(preview)
-    up = result.animation.placement.up_camera
-    return {"armature": obj.name, "frames": result.frames, "detected": result.detected,
-            "fps": result.fps, "start": result.start,
-            "frame_range": (bpy.context.scene.frame_start, bpy.context.scene.frame_end),
-            "camera_tilt_deg": float(np.degrees(np.arccos(np.clip(up @ CAMERA_UP, -1, 1)))),
-            "outputs": {k: str(v) for k, v in written.items()}}
+    return summary | {"frame_range": (sc.frame_start, sc.frame_end),
+                      "outputs": {k: str(v) for k, v in written.items()}}
 
 
 def _enable_exporters(bvh: bool, fbx: bool) -> None:
@@ -113,6 +136,16 @@ def _enable_exporters(bvh: bool, fbx: bool) -> None:
             addon_utils.enable(module, default_set=False)
 
 
+def _one_engine_thread() -> None:
+    """The engine is a few percent of the run; torch's spinning worker threads would only take
+    cores from BlazePose, which runs at the same time."""
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -120,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
         from capture.video import quiet_native_logs
 
         quiet_native_logs()
+    _one_engine_thread()
     bar = None  # opened on the first progress report, so input errors print one line only
 
     def progress(fraction: float, message: str) -> None:
@@ -134,7 +168,8 @@ def run(args: argparse.Namespace) -> int:
         summary = animate(args.video, bvh=args.bvh, fbx=args.fbx, blend=args.blend,
                           preview=args.preview, checkpoint=args.checkpoint, start=args.start,
                           end=args.end, root_motion=args.root_motion,
-                          smoothing=args.smoothing, progress=progress)
+                          smoothing=args.smoothing, progress=progress,
+                          landmarks=args.landmarks)
     finally:
         if bar is not None:
             bar.close()
