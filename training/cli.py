@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "extract": ("training.extract", "run BlazePose over a video -> (F, 33, 10) landmarks"),
     "animate": ("training.animate", "video -> animated armature (.blend / .bvh / .fbx / preview)"),
     "live": ("training.live", "BlazePose + streaming engine on a camera or video"),
+    "export": ("training.export", "a training checkpoint -> safetensors weights"),
 }
 
 
