@@ -94,19 +94,22 @@ def animate(video: str | Path, bvh: str | Path | None = None, fbx: str | Path | 
             render_preview(video, result.landmarks, result.joints, preview, fps=result.fps,
                            start=result.start)
             written["preview"] = Path(preview)
-        return _build_scene(result, bvh, fbx, blend, written)
+        owned = [result]
+        del result  # _build_scene frees it before Blender evaluates the scene
+        return _build_scene(owned, bvh, fbx, blend, written)
 
 
-def _build_scene(result, bvh, fbx, blend, written: dict) -> dict:
+def _build_scene(owned: list, bvh, fbx, blend, written: dict) -> dict:
     """The main-thread half: a factory scene, the armature and its keys, then the files.
-    Consumes ``result``: its arrays are freed before the scene is evaluated (Blender then
-    copies the action; for an hour-long clip both copies are hundreds of MB)."""
+    Takes the ``AnimateResult`` out of ``owned`` and frees it before the scene is evaluated
+    (Blender then copies the action; for an hour-long clip each copy is hundreds of MB)."""
     import bpy
     import numpy as np
 
     from blaze2cap_addon import exporters, scene
     from engine.retarget import CAMERA_UP
 
+    result = owned.pop()
     bpy.ops.wm.read_factory_settings(use_empty=True)
     _enable_exporters(bvh is not None, fbx is not None)
     obj = scene.apply_animation(bpy.context, result, show_first_frame=False)
