@@ -124,7 +124,7 @@ def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint
     assert obj.animation_data.action.frame_range[:] == pytest.approx((1.0, 20.0))
     rig = rt.build_rig()
     feet = []
-    for frame in (1, 10, 20):
+    for frame in range(1, 21):  # the floor is a low percentile over all frames
         world = read_pose(obj, frame)
         rots = world[None, 1:, :3, :3] @ rig.corrections.swapaxes(-1, -2)
         feet.append(rt.foot_contact_points(rots, world[None, 1:, :3, 3])[..., 2].min())
