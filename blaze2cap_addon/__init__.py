@@ -9,18 +9,22 @@ from __future__ import annotations
 import bpy
 from bpy.props import PointerProperty
 
-from .operators import B2C_OT_animate_from_video, B2C_OT_export_bvh, B2C_OT_export_fbx
+from .operators import (B2C_OT_animate_from_video, B2C_OT_export_bvh, B2C_OT_export_fbx,
+                        B2C_OT_live, B2C_OT_live_stop)
 from .panel import B2C_PT_main
 from .preferences import B2C_AddonPreferences
-from .properties import B2C_Progress, B2C_Settings
+from .properties import B2C_LiveState, B2C_Progress, B2C_Settings
 
 classes = (
     B2C_AddonPreferences,
     B2C_Settings,
     B2C_Progress,
+    B2C_LiveState,
     B2C_OT_animate_from_video,
     B2C_OT_export_bvh,
     B2C_OT_export_fbx,
+    B2C_OT_live,
+    B2C_OT_live_stop,
     B2C_PT_main,
 )
 
@@ -30,9 +34,11 @@ def register():
         bpy.utils.register_class(cls)
     bpy.types.Scene.b2c = PointerProperty(type=B2C_Settings)
     bpy.types.WindowManager.b2c_progress = PointerProperty(type=B2C_Progress)
+    bpy.types.WindowManager.b2c_live = PointerProperty(type=B2C_LiveState)
 
 
 def unregister():
+    del bpy.types.WindowManager.b2c_live
     del bpy.types.WindowManager.b2c_progress
     del bpy.types.Scene.b2c
     for cls in reversed(classes):

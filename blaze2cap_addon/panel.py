@@ -20,7 +20,7 @@ class B2C_PT_main(bpy.types.Panel):
         progress = context.window_manager.b2c_progress
 
         col = layout.column()
-        col.enabled = not progress.running
+        col.enabled = not progress.running and not context.window_manager.b2c_live.running
         col.prop(settings, "video")
         row = col.row(align=True)
         row.prop(settings, "frame_start")
@@ -36,9 +36,28 @@ class B2C_PT_main(bpy.types.Panel):
         else:
             layout.operator("b2c.animate_from_video", icon='ARMATURE_DATA')
 
+        live = context.window_manager.b2c_live
+        box = layout.box()
+        box.label(text="Live")
+        col = box.column()
+        col.enabled = not live.running and not progress.running
+        col.prop(settings, "live_source")
+        if settings.live_source == 'CAMERA':
+            col.prop(settings, "live_camera")
+        col.prop(settings, "use_live_record")
+        if live.running:
+            box.label(text=f"{live.message}: {live.frames} frames, {live.latency_ms:.0f} ms",
+                      icon='REC' if settings.use_live_record else 'PLAY')
+            box.operator("b2c.live_stop", icon='PAUSE')
+        else:
+            row = box.row()
+            row.enabled = not progress.running
+            row.operator("b2c.live", icon='PLAY')
+
         box = layout.box()
         box.label(text="Export")
         row = box.row(align=True)
-        row.enabled = scene.is_blaze2cap_armature(context.object) and not progress.running
+        row.enabled = (scene.is_blaze2cap_armature(context.object) and not progress.running
+                       and not live.running)
         row.operator("b2c.export_bvh", text="BVH")
         row.operator("b2c.export_fbx", text="FBX")

@@ -12,6 +12,12 @@ TARGET_ITEMS = (
 )
 
 
+LIVE_SOURCE_ITEMS = (
+    ('CAMERA', "Camera", "A webcam"),
+    ('VIDEO', "Video", "The video file above, played as a live source at its frame rate"),
+)
+
+
 class B2C_Settings(bpy.types.PropertyGroup):
     """What the Animate button does."""
 
@@ -30,6 +36,23 @@ class B2C_Settings(bpy.types.PropertyGroup):
                     "the origin, height is kept)")
     smoothing: FloatProperty(name="Smoothing", min=0.0, soft_max=5.0, default=0.0,
                              description="Gaussian smoothing of the keys, in frames (0 = off)")
+    live_source: EnumProperty(name="Source", description="What drives the armature live",
+                              items=LIVE_SOURCE_ITEMS, default='CAMERA')
+    live_camera: IntProperty(name="Camera", description="Webcam index (0 = the first)",
+                             min=0, default=0)
+    use_live_record: BoolProperty(
+        name="Record Keys", default=False,
+        description="Key every live frame; the keys are written when Live stops")
+
+
+class B2C_LiveState(bpy.types.PropertyGroup):
+    """State of the running Live session, drawn by the panel."""
+
+    running: BoolProperty(default=False)
+    stop_requested: BoolProperty(default=False)
+    frames: IntProperty(default=0)
+    latency_ms: FloatProperty(default=0.0)
+    message: StringProperty(default="")
 
 
 class B2C_Progress(bpy.types.PropertyGroup):

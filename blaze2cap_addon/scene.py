@@ -171,6 +171,14 @@ def write_action(obj, animation: BoneAnimation, frame_start: int, name: str):
     return action
 
 
+def set_pose(pose_bones: list, local_quats: np.ndarray, root_location: np.ndarray) -> None:
+    """Pose the armature directly (Live mode): ``pose_bones`` in rig order (22), local_quats
+    (22, 4) w,x,y,z, root_location (3,) metres, as ``write_action`` keys them."""
+    for pb, q in zip(pose_bones, local_quats):
+        pb.rotation_quaternion = q
+    pose_bones[0].location = root_location
+
+
 def set_scene_timing(scene, fps: float, frame_start: int, frame_end: int) -> None:
     """Scene frame rate (fractional rates as fps / fps_base) and frame range."""
     rate = max(1, round(fps))
