@@ -1,4 +1,4 @@
-"""``benchmarks/run.py --quick``: the table and the JSON hold every figure (structure, not speed)."""
+"""``benchmarks/run.py --quick``: the table and the JSON hold every figure (structure only)."""
 from __future__ import annotations
 
 import json
