@@ -17,13 +17,13 @@ from __future__ import annotations
 import logging
 import math
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from engine.atomic import AtomicFile
 from engine.errors import InputError, VideoError
 from engine.skeleton import (BLAZEPOSE_INDEX, BLAZEPOSE_NAMES, CH_IMAGE, CH_VIS, CH_WORLD,
                              JOINT_NAMES, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_JOINTS, PARENTS)
@@ -111,8 +111,8 @@ def render_preview(video_path: str | os.PathLike, landmarks: np.ndarray,
     grid = _grid_segments(floor, config.grid_half_size, config.grid_step)
     label = "Blaze2Cap skeleton" if joints is not None else "BlazePose world landmarks"
 
-    tmp = out.with_name(f".{out.stem}.{secrets.token_hex(4)}.mp4")  # OpenCV picks by suffix
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    target = AtomicFile(out, open_file=False, suffix=".mp4")  # OpenCV picks the format by suffix
+    writer = cv2.VideoWriter(str(target.tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     written = 0
     try:
         if not writer.isOpened():
@@ -141,12 +141,10 @@ def render_preview(video_path: str | os.PathLike, landmarks: np.ndarray,
         writer.release()
         if written == 0:
             raise VideoError(f"no frames of {info.path.name} could be read for the preview")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
+        target.commit()
     except BaseException:
         writer.release()
-        tmp.unlink(missing_ok=True)
+        target.abort()
         raise
     if written < n:
         log.warning("the video ended after %d of %d preview frames", written, n)

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return int(module.run(args) or 0)
-    except (Blaze2CapError, FileNotFoundError, IsADirectoryError, PermissionError) as err:
+    except (Blaze2CapError, OSError) as err:  # user input / environment: one line
         if args.debug:
             raise
         print(f"blaze2cap {pre.command}: error: {err}", file=sys.stderr)

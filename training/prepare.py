@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from engine import rotations as rot
-from engine.data import (ALL_FLAGS, FLAG_ALIGNED, FLAG_CLEAN, FLAG_IN_VIEW, FLAG_TRACKED, MAP_NAME, load_dataset_map,
+from engine.data import (load_npy, ALL_FLAGS, FLAG_ALIGNED, FLAG_CLEAN, FLAG_IN_VIEW, FLAG_TRACKED, MAP_NAME, load_dataset_map,
                          mirror_offsets, mirror_positions, mirror_rotations, safe_path,
                          save_npy_atomic, subsample_landmarks, write_json_atomic)
 from engine.errors import DatasetError
@@ -146,7 +146,7 @@ def prepare_totalcapture(tc_dir: Path, out: Path, cfg: PrepareConfig = PrepareCo
             raise DatasetError(f"skeleton.json has no offsets for {seq}")
         offset = int(alignment[bf.name]["offset_frames"])
         cam = cams[bf.camera]
-        lm_all = np.load(bf.path, allow_pickle=False)
+        lm_all = load_npy(bf.path, "BlazePose landmarks")
         if lm_all.shape[1:] != (NUM_BLAZEPOSE, NUM_CHANNELS):
             raise DatasetError(f"{bf.path} must have shape (frames, 33, 10), got {lm_all.shape}")
         flags_all = tc.frame_flags(lm_all, gt.positions, cam, offset)
@@ -341,8 +341,8 @@ def prepare_hf(hf_dir: Path, out: Path) -> Summary:
     for i, e in enumerate(entries_in):
         src = safe_path(hf_dir, e["source"], f"entry {i} source")
         tgt = safe_path(hf_dir, e["target"], f"entry {i} target")
-        x = np.load(src, allow_pickle=False)
-        y = np.load(tgt, allow_pickle=False)
+        x = load_npy(src, f"the landmarks of entry {i}")
+        y = load_npy(tgt, f"the target of entry {i}")
         if x.ndim != 3 or x.shape[1:] != (HF_NUM_KEYPOINTS, HF_NUM_CHANNELS):
             raise DatasetError(
                 f"entry {i} ({e['source']}) must have shape (frames, 25, 7), got {x.shape}")

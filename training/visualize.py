@@ -14,8 +14,6 @@ Drawn with OpenCV (fast), written atomically.
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ import cv2
 import numpy as np
 
 from engine import metrics as mt
+from engine.atomic import AtomicFile
 from engine.data import load_dataset_map, load_sequence
 from engine.errors import InputError
 from engine.features import DEFAULT_FOCAL
@@ -102,13 +101,9 @@ def write_video(path: Path, frames, fps: float, size: tuple[int, int]) -> int:
     atomically. Returns the number of frames written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".mp4", dir=path.parent)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a video is an ordinary user file
+    out = AtomicFile(path, open_file=False, suffix=".mp4")  # OpenCV picks the format by suffix
     try:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
+        writer = cv2.VideoWriter(str(out.tmp), cv2.VideoWriter_fourcc(*"mp4v"), float(fps), size)
         if not writer.isOpened():
             raise InputError(f"cannot write an mp4 video at {path}")
         n = 0
@@ -118,11 +113,9 @@ def write_video(path: Path, frames, fps: float, size: tuple[int, int]) -> int:
                 n += 1
         finally:
             writer.release()
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        out.commit()
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        out.abort()
         raise
     return n
 
