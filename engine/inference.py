@@ -190,6 +190,8 @@ class TorchBackend:
             np.arange(0, self.head_dim, 2, dtype=np.float64) / self.head_dim))
         self._rope_start = 0
         self._cos = self._sin = None
+        self._blocks = self._layers()
+        self._prior = bool(getattr(cfg, "geometric_prior", False))
 
     def new_cache(self) -> "RollingCache":
         p = next(self.model.parameters())
@@ -237,7 +239,7 @@ class TorchBackend:
         attend = self._ring_attention(cache, valid) if s == 1 else \
             self._block_attention(cache, valid)
         for i, (ln1, qkv_w, qkv_b, proj_w, proj_b, ln2, up_w, up_b, down_w, down_b) \
-                in enumerate(self._layers()):
+                in enumerate(self._blocks):
             a = F.layer_norm(x, (c,), *ln1)
             qkv = F.linear(a, qkv_w, qkv_b).view(s, 3 * h, d).transpose(0, 1)  # (3H, S, D)
             qk = qkv[:2 * h]
@@ -257,7 +259,7 @@ class TorchBackend:
         body = head(m.body_head, x).view(s, NUM_SLOTS - 2, 6) + m.identity_6d
         trans = root[:, :1] * m.root_scale + m.root_offset
         rot6d = torch.cat([root[:, 1:] + m.identity_6d, body], dim=1)          # (S, 21, 6)
-        if getattr(m.cfg, "geometric_prior", False):  # as the module: residuals on the prior
+        if self._prior:  # as the module: residual rotations on the geometric prior
             from .ik import apply_prior
 
             feats = f.view(s, m.cfg.num_keypoints, m.cfg.num_features)
