@@ -1,12 +1,19 @@
 """Inference: BlazePose landmarks (F, 33, 10) -> rotations, joints and root motion.
 
-One pipeline, two entry points:
+One pipeline, three entry points:
 
 * :meth:`Predictor.predict` -- a whole sequence. Features (``engine.features``) and the model
-  run chunk by chunk, carrying ``FeatureState`` and the model's key/value cache, so the
-  result equals one pass over the sequence while memory per chunk stays bounded.
+  run chunk by chunk (``DEFAULT_CHUNK`` frames), carrying ``FeatureState`` and the model's
+  key/value cache, so the result equals one pass over the sequence while memory per chunk
+  stays bounded; the final conversion also runs in blocks, into preallocated arrays.
+* :class:`ChunkedRun` (``Predictor.begin``) -- the same, fed while the landmarks are still
+  being made (``blaze2cap animate`` runs it beside BlazePose).
 * :class:`StreamingPredictor` -- one frame at a time (live use); on frames with a detection
-  its outputs equal :meth:`Predictor.predict` on the same frames.
+  its outputs equal :meth:`Predictor.predict` on the same frames, from the first frame on.
+
+The torch backend (:class:`TorchBackend`) runs the model through a lean inference-only forward
+pass: keys rotated once at their absolute frame index in a preallocated ring cache, banded
+attention in blocks for chunks, no per-call tables or autograd.
 
 The network runs on a *backend*: ``"torch"`` (``engine.model``) or ``"numpy"``
 (``engine.numpy_model``, no torch needed, e.g. inside Blender); ``"auto"`` takes torch when
