@@ -48,7 +48,7 @@ from engine.data import FLAG_ALIGNED, FLAG_IN_VIEW, FLAG_TRACKED, load_dataset_m
 from engine.errors import DatasetError, InputError
 from engine.features import DEFAULT_FOCAL, world_landmarks_in_camera_axes
 from engine.filters import OneEuroConfig, one_euro
-from engine.inference import Predictor
+from engine.inference import InferenceConfig, Predictor
 from engine.kinematics import forward_kinematics, slots_to_rotations
 from engine.skeleton import CH_WORLD
 
@@ -239,17 +239,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="HZ", help="One Euro min cutoff of the smoothed baseline")
     parser.add_argument("--baseline-beta", type=float, default=BASELINE_FILTER.beta,
                         help="One Euro beta of the smoothed baseline (1/m)")
+    parser.add_argument("--smoothing", default=None, metavar="MIN_CUTOFF,BETA",
+                        help="causal One Euro smoothing of the model's output (as predict / "
+                             "animate can apply it), e.g. 2,0.5 (default: off)")
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    predictor = Predictor.from_checkpoint(args.checkpoint, backend=args.backend)
     try:
         bf = OneEuroConfig(args.baseline_min_cutoff, args.baseline_beta, BASELINE_FILTER.d_cutoff)
+        smoothing = None
+        if args.smoothing:
+            mc, beta = (float(v) for v in args.smoothing.split(","))
+            smoothing = OneEuroConfig(mc, beta)
     except ValueError:
-        raise InputError("--baseline-min-cutoff must be > 0 and --baseline-beta >= 0") from None
+        raise InputError("One Euro settings must be min_cutoff > 0 and beta >= 0 "
+                         "(--smoothing MIN_CUTOFF,BETA)") from None
+    predictor = Predictor.from_checkpoint(args.checkpoint, backend=args.backend,
+                                          config=InferenceConfig(smoothing=smoothing))
     res = evaluate_dataset(predictor, args.data, args.split, bf)
     res["checkpoint"] = str(args.checkpoint) if args.checkpoint else "shipped weights"
+    res["model_smoothing"] = args.smoothing
     res["data"] = str(args.data)
     sub = res["subsets"][args.subset]
     print(format_table(sub["overall"], f"{args.split} split, subset {args.subset}, "
