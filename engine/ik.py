@@ -107,13 +107,22 @@ def prior_rotations(x: Array) -> Array:
     landmarks x (..., 25, 3) in camera axes. Degenerate input (e.g. all zeros) gives finite
     values; callers mask frames without a detection."""
     obs = observed_directions(x)
-    world = rot._stack([_triad(*obs[n]) for n in JOINT_NAMES], axis=-3)  # (..., 21, 3, 3)
+    v1 = rot._stack([obs[n][0] for n in JOINT_NAMES], axis=-2)  # (..., 21, 3)
+    v2 = rot._stack([obs[n][1] for n in JOINT_NAMES], axis=-2)
+    world = _triad(v1, v2)                                       # (..., 21, 3, 3)
     local = _LOCAL_TRIADS
     if rot._is_torch(world):
         import torch
         local = torch.as_tensor(local, dtype=world.dtype, device=world.device)
         return world @ local.transpose(-1, -2)
     return world @ np.swapaxes(local.astype(world.dtype), -1, -2)
+
+
+def _det3(m: Array) -> Array:
+    """Determinant of (..., 3, 3), written out (no LU: works in any dtype, fast for 3x3)."""
+    return (m[..., 0, 0] * (m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1])
+            - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
+            + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]))
 
 
 def apply_prior(rot6d: Array, x: Array) -> Array:
@@ -128,17 +137,17 @@ def apply_prior(rot6d: Array, x: Array) -> Array:
     """
     from .kinematics import global_to_local
 
-    g = prior_rotations(x)
-    if rot._is_torch(g):
+    if rot._is_torch(x):
         import torch
-        g = g.detach()
-        det = torch.linalg.det(g)
-        eye = torch.eye(3, dtype=g.dtype, device=g.device)
-        g = torch.where((det > 0.5)[..., None, None], g, eye)
-        prior = torch.cat([g[..., :1, :, :], global_to_local(g)], dim=-3)
-        return rot.matrix_to_rotation_6d(prior @ rot.rotation_6d_to_matrix(rot6d))
-    det = np.linalg.det(g)
-    g = np.where((det > 0.5)[..., None, None], g, np.eye(3, dtype=g.dtype))
+        # float32 and no autocast: the prior is geometry, not learned (bf16 has no det on CPU)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            g = prior_rotations(x.detach().float())
+            eye = torch.eye(3, dtype=g.dtype, device=g.device)
+            g = torch.where((_det3(g) > 0.5)[..., None, None], g, eye)
+            prior = torch.cat([g[..., :1, :, :], global_to_local(g)], dim=-3)
+            return rot.matrix_to_rotation_6d(prior @ rot.rotation_6d_to_matrix(rot6d.float()))
+    g = prior_rotations(x)
+    g = np.where((_det3(g) > 0.5)[..., None, None], g, np.eye(3, dtype=g.dtype))
     prior = np.concatenate([g[..., :1, :, :], global_to_local(g)], axis=-3)
     return rot.matrix_to_rotation_6d(prior @ rot.rotation_6d_to_matrix(rot6d)).astype(rot6d.dtype)
 

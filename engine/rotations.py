@@ -41,7 +41,10 @@ def _norm(x: Array, keepdims: bool = True) -> Array:
 
 
 def _cross(a: Array, b: Array) -> Array:
-    return torch.linalg.cross(a, b, dim=-1) if _is_torch(a) else np.cross(a, b)
+    """Cross product over the last axis, written out (np.cross costs ~50 us a call)."""
+    ax, ay, az = a[..., 0], a[..., 1], a[..., 2]
+    bx, by, bz = b[..., 0], b[..., 1], b[..., 2]
+    return _stack([ay * bz - az * by, az * bx - ax * bz, ax * by - ay * bx], axis=-1)
 
 
 def _sqrt_pos(x: Array) -> Array:

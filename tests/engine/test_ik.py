@@ -57,3 +57,14 @@ def test_prior_alone_is_about_as_good_as_blazepose(real_pair):
     gt = mt.center_eval_joints(pos - pos[:, :1])
     assert mt.pa_mpjpe(pred, gt).mean() < 90
     assert mt.mare(g, glob).mean() < 0.8
+
+
+def test_prior_under_cpu_bf16_autocast():
+    """Training on CPU with mixed precision (bf16 autocast) must run through the prior."""
+    from engine.model import ModelConfig, MotionTransformer
+    m = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64))
+    x = torch.randn(2, 8, 25, 18)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = m(x)
+    out.float().sum().backward()
+    assert torch.isfinite(out.float()).all()
