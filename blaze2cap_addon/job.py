@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from engine.errors import Blaze2CapError, CheckpointError, InputError, VideoError
+from engine.errors import Blaze2CapError, CheckpointError, InputError
 from engine.retarget import (NUM_BONES, BoneAnimation, RetargetConfig, build_rig,
                              estimate_placement, retarget)
 
@@ -284,58 +284,38 @@ class EngineThread:
 
 def _extract_and_feed(settings: AnimateSettings, engine: EngineThread, report: ProgressFn,
                       cancel: threading.Event):
-    """BlazePose over the video's frame range: rows streamed to ``settings.landmarks_path``
-    (+ sidecar, as ``capture.blazepose.extract_landmarks`` writes them) and fed to the
-    engine ``ENGINE_CHUNK`` at a time. Returns the ``ExtractResult``."""
-    import time
-
-    from capture.blazepose import (ExtractResult, NoPersonError, NpyRowWriter, PoseConfig,
-                                   _sidecar, iter_landmarks, sidecar_path, write_json_atomic)
+    """BlazePose over the video's frame range (``capture.blazepose.extract_landmarks``: rows
+    streamed to ``settings.landmarks_path`` + sidecar), each row also fed to the engine,
+    ``ENGINE_CHUNK`` at a time, while BlazePose works. Returns the ``ExtractResult``."""
+    from capture.blazepose import ExtractionCancelled, extract_landmarks
     from capture.video import check_frame_range, probe_video
 
-    t0 = time.perf_counter()
-    config = PoseConfig()
     info = probe_video(settings.video)
     start, end = check_frame_range(info, settings.start, settings.end)
     known_ends = [x for x in (end, info.frame_count) if x is not None]
     total = max(0, min(known_ends) - start) if known_ends else None
     engine.begin(info.aspect, info.fps, total)
-    out = Path(settings.landmarks_path)
-    detected, rows = 0, []
-    with NpyRowWriter(out) as writer:
-        frames = iter_landmarks(info, start, end, config)
-        try:
-            while True:
-                if cancel.is_set():
-                    raise JobCancelled("cancelled; the scene was not changed")
-                row = next(frames, None)
-                if row is None:
-                    break
-                engine.check()  # e.g. unusable weights: stop now, not after the video
-                writer.write(row)
-                rows.append(row)
-                detected += bool(row.any())
-                if len(rows) == ENGINE_CHUNK:
-                    engine.feed(np.stack(rows))
-                    rows = []
-                done = writer.rows
-                report(_EXTRACT * min(done / total, 1.0) if total else 0.0,
-                       f"BlazePose: frame {done}" + (f" of {total}" if total else ""))
-        finally:
-            frames.close()
-        if rows:
+    rows: list[np.ndarray] = []
+    done = 0
+
+    def on_row(row: np.ndarray) -> None:
+        nonlocal done
+        engine.check()  # e.g. unusable weights: stop now, not after the video
+        rows.append(row)
+        done += 1
+        if len(rows) == ENGINE_CHUNK:
             engine.feed(np.stack(rows))
-        if writer.rows == 0:
-            raise VideoError(
-                f"no frames could be read from {info.path.name} starting at frame {start}")
-        if detected == 0:
-            raise NoPersonError(f"no person was detected in any of the {writer.rows} frames of "
-                                f"{info.path.name}, so no landmarks were written")
-        result = ExtractResult(out_path=out, frames=writer.rows, detected=detected,
-                               fps=info.fps, width=info.width, height=info.height, start=start,
-                               seconds=time.perf_counter() - t0)
-        write_json_atomic(sidecar_path(out), _sidecar(result, info, config))
-        writer.commit()
+            rows.clear()
+            report(_EXTRACT * min(done / total, 1.0) if total else 0.0,
+                   f"BlazePose: frame {done}" + (f" of {total}" if total else ""))
+
+    try:
+        result = extract_landmarks(info, settings.landmarks_path, start, end, cancel=cancel,
+                                   on_row=on_row)
+    except ExtractionCancelled:
+        raise JobCancelled("cancelled; the scene was not changed") from None
+    if rows:
+        engine.feed(np.stack(rows))
     return result
 
 

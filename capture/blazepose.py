@@ -298,14 +298,17 @@ def extract_landmarks(video: str | os.PathLike | VideoInfo,
                       end: int | None = None,
                       progress: Callable[[int, int | None], None] | None = None,
                       cancel: threading.Event | None = None,
-                      config: PoseConfig = PoseConfig()) -> ExtractResult:
+                      config: PoseConfig = PoseConfig(),
+                      on_row: Callable[[np.ndarray], None] | None = None) -> ExtractResult:
     """Run BlazePose over frames [start, end) of a video and write (F, 33, 10) float32 landmarks.
 
     ``video``: a path, or the ``VideoInfo`` of an already probed video.
     ``out_path`` defaults to :func:`default_output_path`; a sidecar ``out_path + '.json'`` is
     written too. ``progress(done, total)`` is called after every frame (``total`` is the
     container's estimate, or None). ``cancel`` is checked before every frame: when set, the
-    temporary file is removed and :class:`ExtractionCancelled` is raised.
+    temporary file is removed and :class:`ExtractionCancelled` is raised. ``on_row(row)``
+    receives every (33, 10) row once it is written (e.g. to run the engine while BlazePose
+    works); an exception it raises aborts the extraction and nothing is written.
 
     Raises ``VideoError`` for unreadable videos or ranges and :class:`NoPersonError` when no
     frame has a person (then nothing is written: a file of zeros would only produce a rest pose
@@ -332,6 +335,8 @@ def extract_landmarks(video: str | os.PathLike | VideoInfo,
                     break
                 writer.write(row)
                 detected += bool(row.any())
+                if on_row is not None:
+                    on_row(row)
                 if progress is not None:
                     progress(writer.rows, total)
         finally:
