@@ -87,6 +87,19 @@ class InferenceConfig:
     smoothing: OneEuroConfig | None = None  # causal One Euro on the raw output; None = off
 
 
+def recommended_config(meta: dict) -> InferenceConfig:
+    """The inference settings stored with weights (``meta["smoothing"]``: One Euro
+    ``min_cutoff``, ``beta``, ``d_cutoff``), or the defaults."""
+    sm = meta.get("smoothing") if isinstance(meta, dict) else None
+    if not isinstance(sm, dict):
+        return InferenceConfig()
+    try:
+        return InferenceConfig(smoothing=OneEuroConfig(
+            float(sm["min_cutoff"]), float(sm["beta"]), float(sm.get("d_cutoff", 1.0))))
+    except (KeyError, TypeError, ValueError) as err:
+        raise CheckpointError(f"the weights' smoothing setting is invalid: {sm!r}") from err
+
+
 @dataclass(frozen=True)
 class Coverage:
     """How much of a sequence had a detection, and how the rest was bridged (frames)."""
@@ -238,7 +251,7 @@ class TorchBackend:
         torch = self._torch
         F = torch.nn.functional
         m = self.model
-        s, c, h, d, w = f.shape[0], self.d_model, self.n_heads, self.head_dim, self.window
+        s, c, h, d = f.shape[0], self.d_model, self.n_heads, self.head_dim
         x = (f - m.input_mean) / m.input_std
         x = x * valid[:, None]
         x = F.linear(x, m.input_proj.weight, m.input_proj.bias)
@@ -481,12 +494,14 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, backend: str = "auto",
-                        config: InferenceConfig = InferenceConfig(), device: str = "cpu",
+                        config: InferenceConfig | None = None, device: str = "cpu",
                         offsets: np.ndarray | None = None) -> "Predictor":
         """Load weights: ``path`` None = the shipped ``engine/weights/default.safetensors``.
 
         backend: "torch" (.pt checkpoints or .safetensors), "numpy" (.safetensors only, no
-        torch needed) or "auto" (torch when importable).
+        torch needed) or "auto" (torch when importable). ``config`` None = the settings the
+        weights recommend (their metadata's ``smoothing``: the causal One Euro setting tuned
+        with the recipe), else no smoothing.
         """
         if backend not in ("auto", "torch", "numpy"):
             raise InputError(f"unknown backend {backend!r}: use auto, torch or numpy")
@@ -503,11 +518,13 @@ class Predictor:
         if backend == "torch":
             from .checkpoint import load_model
 
-            model, _ = load_model(path, device=device)
+            model, meta = load_model(path, device=device)
             be: Backend = TorchBackend(model, device)
         else:
-            model, _ = load_numpy_model(path)
+            model, meta = load_numpy_model(path)
             be = NumpyBackend(model)
+        if config is None:
+            config = recommended_config(meta)
         log.debug("loaded %s on the %s backend", path, be.name)
         return cls(be, config, offsets)
 

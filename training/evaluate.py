@@ -239,27 +239,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="HZ", help="One Euro min cutoff of the smoothed baseline")
     parser.add_argument("--baseline-beta", type=float, default=BASELINE_FILTER.beta,
                         help="One Euro beta of the smoothed baseline (1/m)")
-    parser.add_argument("--smoothing", default=None, metavar="MIN_CUTOFF,BETA",
-                        help="causal One Euro smoothing of the model's output (as predict / "
-                             "animate can apply it), e.g. 2,0.5 (default: off)")
+    parser.add_argument("--smoothing", default=None, metavar="MIN_CUTOFF,BETA|off",
+                        help="causal One Euro smoothing of the model's output, e.g. 2,0.5, or "
+                             "off (default: the weights' recommended setting, as users get)")
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     try:
         bf = OneEuroConfig(args.baseline_min_cutoff, args.baseline_beta, BASELINE_FILTER.d_cutoff)
-        smoothing = None
-        if args.smoothing:
+        config = None  # the weights' recommended setting
+        if args.smoothing == "off":
+            config = InferenceConfig()
+        elif args.smoothing:
             mc, beta = (float(v) for v in args.smoothing.split(","))
-            smoothing = OneEuroConfig(mc, beta)
+            config = InferenceConfig(smoothing=OneEuroConfig(mc, beta))
     except ValueError:
         raise InputError("One Euro settings must be min_cutoff > 0 and beta >= 0 "
                          "(--smoothing MIN_CUTOFF,BETA)") from None
     predictor = Predictor.from_checkpoint(args.checkpoint, backend=args.backend,
-                                          config=InferenceConfig(smoothing=smoothing))
+                                          config=config)
     res = evaluate_dataset(predictor, args.data, args.split, bf)
     res["checkpoint"] = str(args.checkpoint) if args.checkpoint else "shipped weights"
-    res["model_smoothing"] = args.smoothing
+    sm = predictor.config.smoothing
+    res["model_smoothing"] = None if sm is None else {"min_cutoff": sm.min_cutoff, "beta": sm.beta}
     res["data"] = str(args.data)
     sub = res["subsets"][args.subset]
     print(format_table(sub["overall"], f"{args.split} split, subset {args.subset}, "

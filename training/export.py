@@ -16,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a training checkpoint (.pt) or weights")
     parser.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     parser.add_argument("--note", default="", help="free text stored in the metadata")
+    parser.add_argument("--smoothing", default=None, metavar="MIN_CUTOFF,BETA",
+                        help="recommended causal One Euro smoothing stored with the weights "
+                             "(predict, animate and evaluate use it by default)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,6 +31,12 @@ def run(args: argparse.Namespace) -> int:
     keep = {k: meta[k] for k in ("step", "epoch", "best_metric", "configs") if k in meta}
     if args.note:
         keep["note"] = args.note
+    if args.smoothing:
+        try:
+            mc, beta = (float(v) for v in args.smoothing.split(","))
+        except ValueError:
+            raise CheckpointError("--smoothing takes MIN_CUTOFF,BETA, e.g. 1.5,0.3") from None
+        keep["smoothing"] = {"min_cutoff": mc, "beta": beta, "d_cutoff": 1.0}
     export_weights(model, args.out, {"source": args.checkpoint.name, **keep})
     size = args.out.stat().st_size / 1e6
     print(f"wrote {args.out} ({model.num_parameters():,} parameters, {size:.1f} MB)")
