@@ -89,9 +89,10 @@ def test_lr_schedule_warmup_then_cosine():
 
 def test_tiny_model_overfits_one_batch(tmp_path):
     cfg = TrainConfig(**{**QUICK, "warmup_steps": 0})
+    # Random features make the geometric prior (engine.ik) random too; the loop is under test.
     recipe = TrainingRecipe(cfg, ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64,
-                                             dropout=0.0), LossConfig(), tmp_path,
-                            SynthDataset(make_arrays(n=4)))
+                                             dropout=0.0, geometric_prior=False), LossConfig(),
+                            tmp_path, SynthDataset(make_arrays(n=4)))
     recipe.setup()
     try:
         batch = next(iter(recipe.loader))
