@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 
 #: Frames kept for the main thread between two polls (older ones are dropped, counted).
 POLL_BUFFER = 256
-CAMERA_FPS = 30.0  # when the camera does not report a rate
 
 
 @dataclass(frozen=True)
@@ -125,34 +124,6 @@ def stack_animation(frames: list[LiveFrame], placement: Placement, rig: Rig) -> 
                          placement=placement, rig=rig)
 
 
-def open_camera(index: int):
-    """(OpenCV capture of webcam ``index``, its frame rate). (OpenCV is otherwise used only
-    in ``capture``: this belongs in ``capture.video``.)"""
-    import cv2
-
-    cap = cv2.VideoCapture(int(index))
-    if not cap.isOpened():
-        cap.release()
-        raise VideoError(f"camera {index} could not be opened")
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    return cap, (fps if 1.0 <= fps <= 240.0 else CAMERA_FPS)
-
-
-def camera_frames(cap, stop: threading.Event) -> Iterator[np.ndarray]:
-    """RGB uint8 frames (H, W, 3) of an opened camera until ``stop`` is set or it fails;
-    releases it at the end."""
-    import cv2
-
-    try:
-        while not stop.is_set():
-            ok, bgr = cap.read()
-            if not ok or bgr is None:
-                break
-            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-    finally:
-        cap.release()
-
-
 class LiveSession:
     """BlazePose + streaming engine + per-frame retarget over a live source (module doc)."""
 
@@ -166,6 +137,8 @@ class LiveSession:
             self.info = probe_video(settings.video)
             self.fps = self.info.fps
         else:
+            from capture.video import open_camera
+
             self.info = None
             self._camera, self.fps = open_camera(settings.camera)
         self.aspect: float | None = self.info.aspect if self.info is not None else None
@@ -229,6 +202,8 @@ class LiveSession:
             from capture.video import iter_frames, prefetch
 
             return prefetch(iter_frames(self.info, max_side=max_side))
+        from capture.video import camera_frames
+
         return camera_frames(self._camera, self._stop)
 
     # -- on a worker thread ------------------------------------------------------------------

@@ -360,3 +360,33 @@ def _looks_like_text(head: bytes) -> bool:
     except UnicodeDecodeError:
         return False
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Webcams (live capture)
+# ---------------------------------------------------------------------------------------------
+CAMERA_FPS = 30.0  # when the camera does not report a rate
+
+
+def open_camera(index: int):
+    """(OpenCV capture of webcam ``index``, its frame rate; ``CAMERA_FPS`` when the camera
+    reports none)."""
+    cap = cv2.VideoCapture(int(index))
+    if not cap.isOpened():
+        cap.release()
+        raise VideoError(f"camera {index} could not be opened")
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    return cap, (fps if 1.0 <= fps <= 240.0 else CAMERA_FPS)
+
+
+def camera_frames(cap, stop: threading.Event) -> Iterator[np.ndarray]:
+    """RGB uint8 frames (H, W, 3) of an opened camera until ``stop`` is set or it fails;
+    releases it at the end."""
+    try:
+        while not stop.is_set():
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
+                break
+            yield cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    finally:
+        cap.release()
