@@ -107,3 +107,28 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "tiny.safetensors"
     export_weights(model, path)
     return path
+
+
+class LayoutRecorder:
+    """Stands in for a UILayout (no window in the bpy module): records what the panel draws."""
+
+    def __init__(self, calls: list):
+        self.calls = calls
+
+    def __getattr__(self, name):
+        def call(*args, **kwargs):
+            self.calls.append((name, args, kwargs))
+            return LayoutRecorder(self.calls)
+        return call
+
+
+@pytest.fixture
+def draw_recorded():
+    """``draw_recorded(PanelClass, context)`` -> the (name, args, kwargs) calls its draw()
+    makes on the layout."""
+    def draw(panel_cls, context) -> list:
+        calls: list = []
+        panel = type("FakePanel", (), {"layout": LayoutRecorder(calls)})()
+        panel_cls.draw(panel, context)
+        return calls
+    return draw

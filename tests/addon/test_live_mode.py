@@ -93,28 +93,13 @@ def test_live_errors_and_stop(context, tmp_path, snapshot):
         wm.b2c_live.running = wm.b2c_live.stop_requested = False
 
 
-class LayoutRecorder:
-    """Stands in for a UILayout (no window in the bpy module): records what the panel draws."""
-
-    def __init__(self, calls: list):
-        self.calls = calls
-
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            self.calls.append((name, args, kwargs))
-            return LayoutRecorder(self.calls)
-        return call
-
-
 @pytest.mark.parametrize("running", [False, True])
-def test_panel_draws_the_live_section(context, running):
+def test_panel_draws_the_live_section(context, running, draw_recorded):
     from blaze2cap_addon.panel import B2C_PT_main
 
     context.window_manager.b2c_live.running = running
-    calls = []
-    panel = type("FakePanel", (), {"layout": LayoutRecorder(calls)})()
     try:
-        B2C_PT_main.draw(panel, context)
+        calls = draw_recorded(B2C_PT_main, context)
     finally:
         context.window_manager.b2c_live.running = False
     props = [(args[0], args[1]) for name, args, _ in calls if name == "prop"]

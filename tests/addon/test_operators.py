@@ -158,28 +158,13 @@ def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint
         assert np.minimum(np.abs(back - q).max(-1), np.abs(back + q).max(-1)).max() < 1e-4
 
 
-class LayoutRecorder:
-    """Stands in for a UILayout (no window in the bpy module): records what the panel draws."""
-
-    def __init__(self, calls: list):
-        self.calls = calls
-
-    def __getattr__(self, name):
-        def call(*args, **kwargs):
-            self.calls.append((name, args, kwargs))
-            return LayoutRecorder(self.calls)
-        return call
-
-
 @pytest.mark.parametrize("running", [False, True])
-def test_panel_draws_existing_properties_and_operators(context, running):
+def test_panel_draws_existing_properties_and_operators(context, running, draw_recorded):
     from blaze2cap_addon.panel import B2C_PT_main
 
     context.window_manager.b2c_progress.running = running
-    calls = []
-    panel = type("FakePanel", (), {"layout": LayoutRecorder(calls)})()
     try:
-        B2C_PT_main.draw(panel, context)
+        calls = draw_recorded(B2C_PT_main, context)
     finally:
         context.window_manager.b2c_progress.running = False
     props = [(args[0], args[1]) for name, args, _ in calls if name == "prop"]
