@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-import torch
 
 from engine import inference as inf
 from engine import rotations as rot
@@ -8,7 +7,6 @@ from engine.checkpoint import export_weights
 from engine.errors import CheckpointError, InputError
 from engine.filters import OneEuroConfig
 from engine.kinematics import forward_kinematics
-from engine.model import ModelConfig, MotionTransformer
 from engine.skeleton import DEFAULT_OFFSETS, PARENTS
 
 FPS = 30.0
@@ -17,29 +15,9 @@ FPS = 30.0
 GAPS = [(0, 3), (50, 55), (120, 160), (297, 300)]
 
 
-def synthetic_landmarks(n: int = 300, seed: int = 0, gaps=GAPS) -> np.ndarray:
-    """Smoothly moving random landmarks (F, 33, 10) with all-zero frames in ``gaps``."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)[:, None, None]
-    base = rng.uniform(0.3, 0.7, size=(1, 33, 10))
-    lm = base + 0.05 * np.sin(2 * np.pi * t / rng.uniform(20, 60, size=(1, 33, 10)))
-    lm[:, :, 0:3] -= 0.5
-    lm[:, :, 4] = lm[:, :, 9] = 1.0
-    for a, b in gaps:
-        lm[a:b] = 0
-        if b < n:
-            lm[b, :, 4] = lm[b, :, 9] = 0.0  # track restart after a gap
-    return lm.astype(np.float32)
-
-
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = MotionTransformer(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, window=16))
-    with torch.no_grad():  # away from the rest pose so outputs move with the input
-        for name, p in m.named_parameters():
-            p.add_(torch.randn_like(p) * (0.05 if "head" in name else 0.1))
-    return m.eval()
+def model(make_tiny_model):
+    return make_tiny_model(0)
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +26,8 @@ def predictor(model):
 
 
 @pytest.fixture(scope="module")
-def lm():
-    return synthetic_landmarks()
+def lm(make_landmarks):
+    return make_landmarks(300, 0, GAPS)
 
 
 @pytest.fixture(scope="module")

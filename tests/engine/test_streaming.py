@@ -6,41 +6,19 @@ import torch
 
 from engine import inference as inf
 from engine.features import compute_features
-from engine.model import ModelConfig, MotionTransformer
 
 FPS = 30.0
 GAPS = [(0, 2), (40, 43), (90, 130), (250, 251)]  # rest, short, long (held), single frame
 
 
-def synthetic_landmarks(n: int, seed: int, gaps) -> np.ndarray:
-    """Smoothly moving random landmarks (F, 33, 10), all-zero frames in ``gaps``, a track
-    restart after each gap."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)[:, None, None]
-    lm = rng.uniform(0.3, 0.7, size=(1, 33, 10)) + 0.05 * np.sin(
-        2 * np.pi * t / rng.uniform(20, 60, size=(1, 33, 10)))
-    lm[:, :, 0:3] -= 0.5
-    lm[:, :, 4] = lm[:, :, 9] = 1.0
-    for a, b in gaps:
-        lm[a:b] = 0
-        if b < n:
-            lm[b, :, 4] = lm[b, :, 9] = 0.0
-    return lm.astype(np.float32)
+@pytest.fixture(scope="module")
+def model(make_tiny_model):
+    return make_tiny_model(1)
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(1)
-    m = MotionTransformer(ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, window=16))
-    with torch.no_grad():  # away from the rest pose so outputs move with the input
-        for name, p in m.named_parameters():
-            p.add_(torch.randn_like(p) * (0.05 if "head" in name else 0.1))
-    return m.eval()
-
-
-@pytest.fixture(scope="module")
-def lm():
-    return synthetic_landmarks(300, seed=4, gaps=GAPS)
+def lm(make_landmarks):
+    return make_landmarks(300, 4, GAPS)
 
 
 @pytest.fixture(scope="module")
