@@ -165,24 +165,15 @@ def fit_from_totalcapture(tc_dir: Path, exclude_sequences: tuple[str, ...]) -> N
     whose sequence is not excluded (pass the validation sequences: never fit on them)."""
     from . import totalcapture as tc  # training-only helper
 
-    cams = tc.load_cameras(tc_dir)
-    alignment = tc.load_alignment(tc_dir)
     pairs = []
     for bf in tc.list_blazepose_files(tc_dir):
-        if bf.sequence in exclude_sequences:
+        if bf.sequence in exclude_sequences or tc.load_gt(tc_dir, bf.sequence).orientations is None:
             continue
-        gt = tc.load_gt(tc_dir, bf.sequence)
-        if gt.orientations is None:
-            continue
-        cam = cams[bf.camera]
-        off = int(alignment[bf.name]["offset_frames"])
-        lm_all = np.load(bf.path, allow_pickle=False)
-        flags = tc.frame_flags(lm_all, gt.positions, cam, off)
-        b0, g0, n = tc.overlap(len(lm_all), len(gt.positions), off)
-        glob = tc.rotations_to_camera(tc.gt_rotations_world(gt)[g0:g0 + n], cam)
-        pairs.append(dict(landmarks=lm_all[b0:b0 + n], pos=tc.world_to_camera(gt.positions[g0:g0 + n], cam),
-                          glob=glob, clean=(flags[b0:b0 + n] & 8) > 0,
-                          aspect=cam.width / cam.height, height=cam.height))
+        p = tc.load_aligned_pair(tc_dir, bf.name)
+        cam = p["camera"]
+        pairs.append(dict(landmarks=p["landmarks"], pos=p["pos"], glob=p["glob"],
+                          clean=(p["flags"] & 8) > 0, aspect=cam.width / cam.height,
+                          height=cam.height))
     if not pairs:
         raise ValueError("no real BlazePose pairs left to fit the noise model")
     return fit_noise_model(pairs)

@@ -212,3 +212,21 @@ def frame_flags(landmarks: np.ndarray, gt_positions_world: np.ndarray, cam: Came
     f |= np.where(det & (dist < CLEAN_MAX_PX), FLAG_CLEAN, 0).astype(np.uint8)
     flags[sl] = f
     return flags
+
+
+def load_aligned_pair(root: Path, name: str) -> dict:
+    """One BlazePose file (``name`` like "S1_freestyle1_cam4") and its ground truth, aligned
+    frame by frame (the overlap at the measured offset), in that camera's frame:
+    landmarks (F, 33, 10), pos (F, 21, 3) metres, glob (F, 21, 3, 3), flags (F,) uint8,
+    camera. DatasetError when the sequence has no orientations."""
+    root = Path(root)
+    seq, cam_id = name.rsplit("_cam", 1)
+    cam = load_cameras(root)[int(cam_id)]
+    off = int(load_alignment(root)[name]["offset_frames"])
+    gt = load_gt(root, seq)
+    lm = np.load(root / "blazepose" / f"{name}.npy", allow_pickle=False)
+    b0, g0, n = overlap(len(lm), len(gt.positions), off)
+    return dict(landmarks=lm[b0:b0 + n],
+                pos=world_to_camera(gt.positions[g0:g0 + n], cam),
+                glob=rotations_to_camera(gt_rotations_world(gt)[g0:g0 + n], cam),
+                flags=frame_flags(lm, gt.positions, cam, off)[b0:b0 + n], camera=cam)

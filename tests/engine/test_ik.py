@@ -28,16 +28,10 @@ def test_zero_landmarks_keep_the_residual():
 @pytest.fixture(scope="module")
 def real_pair(totalcapture_dir):
     from training import totalcapture as tc
-    cams = tc.load_cameras(totalcapture_dir)
-    off = tc.load_alignment(totalcapture_dir)["S1_freestyle1_cam4"]["offset_frames"]
-    gt = tc.load_gt(totalcapture_dir, "S1_freestyle1")
-    lm = np.load(totalcapture_dir / "blazepose" / "S1_freestyle1_cam4.npy")
-    b0, g0, n = tc.overlap(len(lm), len(gt.positions), off)
-    sl = slice(0, n, 3)
-    glob = tc.rotations_to_camera(tc.gt_rotations_world(gt)[g0:g0 + n][sl], cams[4])
-    pos = tc.world_to_camera(gt.positions[g0:g0 + n][sl], cams[4])
-    f, valid, _ = compute_features(lm[b0:b0 + n][sl], focal=cams[4].fx / 1920)
-    return f[valid][:, :, 0:3].astype(np.float64), glob[valid], pos[valid]
+    p = tc.load_aligned_pair(totalcapture_dir, "S1_freestyle1_cam4")
+    sl = slice(0, None, 3)
+    f, valid, _ = compute_features(p["landmarks"][sl], focal=p["camera"].fx / 1920)
+    return f[valid][:, :, 0:3].astype(np.float64), p["glob"][sl][valid], p["pos"][sl][valid]
 
 
 def test_local_axes_are_re_derived_from_the_data(real_pair):

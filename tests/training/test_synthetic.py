@@ -14,16 +14,9 @@ from training.cli import main
 
 @pytest.fixture(scope="module")
 def pair(totalcapture_dir):
-    cams = tc.load_cameras(totalcapture_dir)
-    off = tc.load_alignment(totalcapture_dir)["S1_freestyle1_cam4"]["offset_frames"]
-    gt = tc.load_gt(totalcapture_dir, "S1_freestyle1")
-    lm = np.load(totalcapture_dir / "blazepose" / "S1_freestyle1_cam4.npy")
-    b0, g0, n = tc.overlap(len(lm), len(gt.positions), off)
-    flags = tc.frame_flags(lm, gt.positions, cams[4], off)[b0:b0 + n]
-    glob = tc.rotations_to_camera(tc.gt_rotations_world(gt)[g0:g0 + n], cams[4])
-    pos = tc.world_to_camera(gt.positions[g0:g0 + n], cams[4])
-    return dict(landmarks=lm[b0:b0 + n], pos=pos, glob=glob, clean=(flags & 8) > 0,
-                aspect=16 / 9, height=1080), cams[4]
+    p = tc.load_aligned_pair(totalcapture_dir, "S1_freestyle1_cam4")
+    return dict(landmarks=p["landmarks"], pos=p["pos"], glob=p["glob"],
+                clean=(p["flags"] & 8) > 0, aspect=16 / 9, height=1080), p["camera"]
 
 
 def naive_error_and_accel(lm, pos):
