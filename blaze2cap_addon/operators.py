@@ -24,6 +24,14 @@ LIVE_TIMER_S = 1 / 60  # the Live timer: the newest pose reaches the viewport at
 _SETTING_NAMES = ("video", "frame_start", "frame_end", "target", "use_root_motion", "smoothing")
 
 
+def _set_or_panel(op, context, names: dict) -> dict:
+    """operator property -> its value if it was set on the operator, else the panel's
+    ``names[property]`` setting (``scene.b2c``)."""
+    panel = context.scene.b2c
+    return {name: getattr(op, name) if op.properties.is_property_set(name)
+            else getattr(panel, prop) for name, prop in names.items()}
+
+
 def busy(context) -> bool:
     """An Animate job or a Live session is running."""
     wm = context.window_manager
@@ -118,10 +126,7 @@ class B2C_OT_animate_from_video(bpy.types.Operator):
         return not busy(context)
 
     def _values(self, context) -> dict:
-        """Operator properties that were set, else the panel's settings."""
-        panel = context.scene.b2c
-        return {name: getattr(self, name) if self.properties.is_property_set(name)
-                else getattr(panel, name) for name in _SETTING_NAMES}
+        return _set_or_panel(self, context, {name: name for name in _SETTING_NAMES})
 
     def _prepare(self, context) -> AnimateJob | None:
         values = self._values(context)
@@ -311,11 +316,9 @@ class B2C_OT_live(bpy.types.Operator):
         return not busy(context)
 
     def _values(self, context) -> dict:
-        panel = context.scene.b2c
-        pairs = {"source": "live_source", "camera": "live_camera", "video": "video",
-                 "target": "target", "use_record": "use_live_record"}
-        return {name: getattr(self, name) if self.properties.is_property_set(name)
-                else getattr(panel, prop) for name, prop in pairs.items()}
+        return _set_or_panel(self, context, {
+            "source": "live_source", "camera": "live_camera", "video": "video",
+            "target": "target", "use_record": "use_live_record"})
 
     def _prepare(self, context) -> bool:
         from .live import LiveSession, LiveSettings

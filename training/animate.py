@@ -55,12 +55,10 @@ def animate(video: str | Path, bvh: str | Path | None = None, fbx: str | Path | 
     ``engine.errors.Blaze2CapError`` subclasses (one sentence) for bad input, missing
     weights, an unreadable video or one without a person.
     """
-    import numpy as np
 
     from blaze2cap_addon.job import AnimateSettings, check_settings, run_pipeline
     from capture.video import check_frame_range, probe_video
     from engine.errors import InputError
-    from engine.retarget import CAMERA_UP
 
     video = Path(video)
     outputs = {"blend": blend, "bvh": bvh, "fbx": fbx, "preview": preview}
