@@ -205,7 +205,8 @@ class NumpyMotionTransformer:
         trans = root[:, :, :1] * ROOT_SCALE + ROOT_OFFSET
         rot6d = np.concatenate([root[:, :, 1:] + IDENTITY_6D, body], axis=2)
         if self.geometric_prior:
-            rot6d = apply_prior(rot6d.astype(np.float32), feats[..., 0:3].astype(np.float32))
+            rot6d = apply_prior(rot6d.astype(np.float32), feats[..., 0:3].astype(np.float32),
+                                int(self.config.get("prior_version", 1)))
         out = np.concatenate([trans, rot6d], axis=2).astype(np.float32)
         return (out, cache) if return_cache else out
 
