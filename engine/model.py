@@ -168,6 +168,6 @@ class MotionTransformer(nn.Module):
         trans = root[:, :, :1] * self.root_scale + self.root_offset
         rot6d = torch.cat([root[:, :, 1:] + self.identity_6d, body], dim=2)  # (B, S, 21, 6)
         if self.cfg.geometric_prior:
-            rot6d = apply_prior(rot6d, feats[..., 0:3].to(rot6d.dtype))
+            rot6d = apply_prior(rot6d, feats[..., 0:3].to(rot6d.dtype), self.cfg.prior_version)
         out = torch.cat([trans, rot6d], dim=2)
         return (out, cache) if return_cache else out

@@ -25,6 +25,7 @@ class ModelConfig:
     window: int = 64                    # frames a frame attends to (itself included)
     rope_base: float = 10000.0          # RoPE frequency base
     geometric_prior: bool = True        # rotations are residuals on engine.ik's prior
+    prior_version: int = 2              # engine.ik.prior_rotations version (1: before 2026-11)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -33,6 +34,7 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> "ModelConfig":
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         known.setdefault("geometric_prior", False)  # checkpoints from before the prior
+        known.setdefault("prior_version", 1)  # checkpoints from before prior version 2
         unknown = set(d) - set(known)
         if unknown:
             raise ValueError(f"unknown model config fields: {sorted(unknown)}")
