@@ -24,7 +24,7 @@ def test_untrained_model_outputs_the_prior_or_the_rest_pose(model):
     from engine import ik
     x = torch.randn(1, 8, 25, 18)
     ident = torch.tensor([1.0, 0, 0, 0, 1, 0])
-    prior = ik.apply_prior(ident.expand(1, 8, 21, 6), x[..., :3])
+    prior = ik.apply_prior(ident.expand(1, 8, 21, 6), x[..., :3], model.cfg.prior_version)
     assert (model(x)[..., 1:, :] - prior).abs().max() < 0.2
     plain = MotionTransformer(ModelConfig(geometric_prior=False)).eval()
     assert (plain(x)[..., 1:, :] - ident).abs().max() < 0.2
