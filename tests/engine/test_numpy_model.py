@@ -37,6 +37,39 @@ def test_erf_matches_math_erf():
     assert np.abs(nm.erf(x) - ref).max() < 1e-15
 
 
+def test_gelu_matches_torch_exact_gelu():
+    x = np.concatenate([np.linspace(-12, 12, 200001), [0.0, np.inf, -1e9, 1e9]]).astype(np.float32)
+    ref = torch.nn.functional.gelu(torch.from_numpy(x).double()).numpy()
+    out = nm.gelu(x)
+    assert out.dtype == np.float32 and out.shape == x.shape
+    assert np.abs(out[:-3] - ref[:-3]).max() < 5e-7  # float32 rounding of values up to 12
+    assert out[-3] == np.inf and out[-2] == 0 and out[-1] == 1e9
+    with np.errstate(invalid="ignore"):  # NaN has no table index (NumPy warns)
+        assert np.isnan(nm.gelu(np.array([np.nan], np.float32)))[0]
+
+
+def test_step_frame_equals_the_batch_forward():
+    """One frame at a time through the ring cache, from the first frame, through a gap longer
+    than the window, and far into a sequence (keys rotated at absolute frame indices)."""
+    m = random_model(3)
+    npm = numpy_twin(m)
+    g = torch.Generator().manual_seed(4)
+    feats = torch.randn(1, 60, 25, 18, generator=g)
+    valid = torch.ones(1, 60, dtype=torch.bool)
+    valid[0, [0, 5, 6]] = False
+    valid[0, 20:40] = False  # longer than the window (16): the ring holds no valid key
+    with torch.no_grad():
+        ref = m(feats, valid)[0].numpy()
+    for start in (0, 216_000 - 7):
+        cache = npm.new_frame_cache()
+        cache.t = start
+        out = np.stack([npm.step_frame(f, bool(v), cache)
+                        for f, v in zip(feats[0].numpy(), valid[0].numpy())])
+        assert out.dtype == np.float32 and out.shape == (60, 22, 6)
+        np.testing.assert_allclose(out, ref, atol=1e-4)
+        assert cache.t == start + 60 and cache.k.shape[2] == m.cfg.window  # a ring, not a log
+
+
 def test_constants_mirror_the_torch_model():
     np.testing.assert_array_equal(nm.IDENTITY_6D, np.float32(tm.IDENTITY_6D))
     np.testing.assert_array_equal(nm.ROOT_SCALE, np.float32(tm.ROOT_SCALE))
