@@ -7,7 +7,8 @@ A prepared dataset folder ``DS`` (written by ``blaze2cap prepare``) holds
   ours: ``sequence``, ``camera``, ``stride``, ``offset``, ``mirror``, ``frames``, ``fps``,
   ``aspect``, ``focal`` (optional: focal length / long image side), ``flags`` (relative
   path), ``skeleton_offsets`` ((21, 3) list or null), ``has_root_rotation``,
-  ``source_format``;
+  ``source_format``, ``weight`` (optional, default 1: multiplies the entry's frame weights,
+  e.g. to mix rendered data-engine clips with the real pairs);
 * ``source`` files: (F, 33, 10) float32 BlazePose landmarks (``engine.skeleton`` channels);
 * ``target`` files: (F, 22, 6) float32 slots (``engine.kinematics.rotations_to_slots``);
 * ``flags`` files: (F,) uint8 bitfield per frame, bits ``FLAG_*`` below.
@@ -235,6 +236,14 @@ def entry_offsets(entry: dict) -> np.ndarray:
     return arr
 
 
+def entry_weight(entry: dict) -> float:
+    """An entry's loss weight (``weight`` key, default 1): a finite number >= 0."""
+    w = entry.get("weight", 1.0)
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0:
+        raise DatasetError(f"weight of {entry.get('source')} must be a finite number >= 0, got {w!r}")
+    return float(w)
+
+
 def frame_weights(valid: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """(F,) float32: 1 where features are valid and the flags say aligned and clean."""
     need = FLAG_ALIGNED | FLAG_CLEAN
@@ -339,7 +348,7 @@ def _build_cache(root: Path, entries: list[dict], final: Path) -> None:
             f, v, _ = compute_features(seq["landmarks"], seq["aspect"], focal=seq["focal"])
             sl = slice(starts[i], starts[i + 1])
             feats[sl], valid[sl], target[sl] = f, v, seq["target"]
-            weight[sl] = frame_weights(v, seq["flags"])
+            weight[sl] = frame_weights(v, seq["flags"]) * entry_weight(e)
             offsets[i], has_root[i] = seq["offsets"], seq["has_root_rotation"]
         for arr in (feats, valid, target, weight):
             arr.flush()
@@ -366,7 +375,8 @@ class WindowDataset(Dataset):
 
     Item (dict of tensors), S = ``window``:
       features (S, 25, 18) float32, valid (S,) bool (feature validity), target (S, 22, 6)
-      float32 slots, weight (S,) float32 (1 on valid, aligned and clean frames, else 0),
+      float32 slots, weight (S,) float32 (the entry's ``weight``, default 1, on valid,
+      aligned and clean frames, else 0),
       offsets (21, 3) float32 metres, has_root_rotation () bool, entry () int64 (index into
       ``self.entries``), start () int64 (first frame of the window in the entry).
 
@@ -416,8 +426,9 @@ class WindowDataset(Dataset):
                 log.info("removed stale feature cache %s", p)
 
     def _make_windows(self, weight: np.ndarray) -> np.ndarray:
-        """(W, 2) int64 rows (entry, start)."""
-        cum = np.concatenate([[0.0], np.cumsum(weight, dtype=np.float64)])
+        """(W, 2) int64 rows (entry, start); ``min_valid_frames`` counts frames with weight > 0
+        (an entry's weight scales the loss, not which windows exist)."""
+        cum = np.concatenate([[0.0], np.cumsum(np.asarray(weight) > 0, dtype=np.float64)])
         rows = []
         for e in range(len(self.entries)):
             a, b = int(self.starts[e]), int(self.starts[e + 1])

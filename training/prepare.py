@@ -12,6 +12,10 @@ From the shared TotalCapture package (``--totalcapture DIR``), for every BlazePo
 * validation sequences (``--val``, default S2_freestyle2, all cameras): stride 1, no mirror.
   The split is by sequence, never by frame.
 
+With ``--engine DIR`` (and ``--engine-weight W``), the clips of a data-engine folder
+(``blaze2cap synth``: real BlazePose on rendered bodies) become extra training entries with a
+``weight`` key (see :func:`_engine_entries` and ``engine.data``).
+
 From a folder in the seed's Hugging Face layout (``--hf DIR``): (F, 25, 7) landmarks and
 (F, 22, 6) root-delta targets are converted to this layout (see :func:`convert_hf_landmarks`
 and :func:`convert_hf_target`); unsafe or missing paths are refused.
@@ -63,6 +67,8 @@ class PrepareConfig:
     synthetic: bool = False                       # add synthetic inputs for every GT sequence
     synthetic_strides: tuple[int, ...] = (1, 2)   # strides of the synthetic entries (offset 0)
     seed: int = 0                                 # seed of the synthetic noise
+    engine: Path | None = None                    # a data-engine folder (blaze2cap synth)
+    engine_weight: float = 1.0                    # loss weight of the data-engine entries
 
 
 @dataclass
@@ -195,6 +201,8 @@ def prepare_totalcapture(tc_dir: Path, out: Path, cfg: PrepareConfig = PrepareCo
             summary.add(entry, flags[idx])
     if cfg.synthetic:
         entries += _synthetic_entries(tc_dir, out, cfg, cams, skel, summary)
+    if cfg.engine is not None:
+        entries += _engine_entries(Path(cfg.engine), out, cfg, summary)
     if not entries:
         raise DatasetError("nothing to write: every selected sequence was skipped")
     write_json_atomic(out / MAP_NAME, entries)
@@ -252,6 +260,64 @@ def _synthetic_entries(tc_dir: Path, out: Path, cfg: PrepareConfig, cams: dict, 
                 entries.append(entry)
                 summary.add(entry, flags[idx])
     log.info("synthetic: %d entries", len(entries))
+    return entries
+
+
+def _engine_entries(engine_dir: Path, out: Path, cfg: PrepareConfig, summary: Summary) -> list[dict]:
+    """Training entries from a data-engine folder (``blaze2cap synth``): real BlazePose on
+    rendered bodies. Every finished clip gives the same variants as a real training file
+    (strides, start offsets, mirror), with the clip's own skeleton offsets and camera, and
+    ``weight`` = ``cfg.engine_weight``. Clips whose motion is a validation sequence are left
+    out (the split stays by motion). Flags as for the real files, with 2D distances measured
+    at a long image side of 1920 pixels."""
+    from dataengine.engine import CLIP_DIR, read_clip, read_manifest
+
+    if not (cfg.engine_weight >= 0 and np.isfinite(cfg.engine_weight)):
+        raise DatasetError(f"--engine-weight must be a finite number >= 0, got {cfg.engine_weight}")
+    manifest = read_manifest(engine_dir)
+    if not manifest:
+        raise DatasetError(f"{engine_dir} has no finished data-engine clips (manifest.jsonl)")
+    entries, left_out = [], 0
+    mirrors = (False, True) if cfg.mirror else (False,)
+    for m in manifest:
+        if m["sequence"] in cfg.val_sequences:
+            left_out += 1
+            continue
+        clip = read_clip(safe_path(engine_dir, f"{CLIP_DIR}/{m['name']}.npz", "engine clip"))
+        lm, pos = clip["landmarks"], clip["positions"].astype(np.float64)
+        glob, off = clip["rotations"].astype(np.float64), clip["offsets"].astype(np.float64)
+        fx, fy, cx, cy, w, h = (float(v) for v in clip["camera"])
+        k = 1920.0 / max(w, h)
+        cam = tc.Camera(camera_id=0, R=np.eye(3), t=np.zeros(3), fx=fx * k, fy=fy * k, cx=cx * k,
+                        cy=cy * k, width=int(round(w * k)), height=int(round(h * k)))
+        flags = tc.frame_flags(lm, pos, cam, 0)
+        cam_id = int(m["camera"].get("tc_camera") or 0)
+        for stride, start, mirror in [(s, o, mr) for s in cfg.strides for o in range(s) for mr in mirrors]:
+            idx = np.arange(start, len(lm), stride)
+            if len(idx) == 0:
+                continue
+            lm_s, g_s, p_s, off_s = subsample_landmarks(lm, stride, start), glob[idx], pos[idx, 0], off
+            if mirror:
+                lm_s, g_s = mirror_landmarks(lm_s), mirror_rotations(g_s)
+                p_s, off_s = mirror_positions(p_s), mirror_offsets(off)
+            tag = f"s{stride}_o{start}" + ("_m" if mirror else "")
+            paths = _write_entry(out, "engine", m["name"], cam_id, tag, lm_s,
+                                 rotations_to_slots(g_s, p_s), flags[idx])
+            entry = {
+                "source": paths["source"], "target": paths["target"], "subject": "engine",
+                "split_train": True, "split_test": False, "sequence": m["sequence"],
+                "camera": cam_id, "stride": stride, "offset": start, "mirror": mirror,
+                "frames": int(len(idx)), "fps": float(m["fps"]) / stride, "aspect": w / h,
+                "focal": fx / max(w, h), "flags": paths["flags"],
+                "skeleton_offsets": np.round(off_s, 7).tolist(), "has_root_rotation": True,
+                "source_format": "dataengine", "engine_clip": m["name"],
+                "weight": float(cfg.engine_weight),
+            }
+            entries.append(entry)
+            summary.add(entry, flags[idx])
+    if left_out:
+        summary.skipped.append(f"{left_out} engine clip(s) of validation motions")
+    log.info("data engine: %d entries from %d clips", len(entries), len(manifest) - left_out)
     return entries
 
 
@@ -424,11 +490,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--synthetic-strides", type=_csv_int, default=(1, 2), metavar="S,...",
                         help="strides of the synthetic entries (default: 1,2)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic noise")
+    parser.add_argument("--engine", type=Path, default=None, metavar="DIR",
+                        help="also add the clips of a data-engine folder (blaze2cap synth) as "
+                             "training entries (with --totalcapture)")
+    parser.add_argument("--engine-weight", type=float, default=1.0, metavar="W",
+                        help="loss weight of the data-engine entries (real entries weigh 1; "
+                             "default %(default)s)")
 
 
 def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     if args.hf is not None:
+        if args.engine is not None:
+            raise DatasetError("--engine goes with --totalcapture, not with --hf")
         summary = prepare_hf(args.hf, args.out)
     else:
         cfg = PrepareConfig(val_sequences=tuple(args.val), strides=tuple(args.strides),
@@ -436,7 +510,8 @@ def run(args: argparse.Namespace) -> int:
                             sequences=tuple(args.sequences) if args.sequences else None,
                             cameras=tuple(args.cameras) if args.cameras else None,
                             synthetic=args.synthetic, synthetic_strides=tuple(args.synthetic_strides),
-                            seed=args.seed)
+                            seed=args.seed, engine=args.engine,
+                            engine_weight=args.engine_weight)
         summary = prepare_totalcapture(args.totalcapture, args.out, cfg)
     dt = time.perf_counter() - t0
     for split in ("train", "test"):
