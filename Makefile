@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test demo bench extension clean
+.PHONY: install synth-install test demo bench extension clean
 
 install: $(STAMP)
 
@@ -17,6 +17,10 @@ $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 	$(BIN)/python -m pip install -q -c requirements/base.txt -r requirements/dev.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
 	touch $@
+
+# Optional data engine (blaze2cap synth): anny and its dependencies, pinned; torch/numpy unchanged.
+synth-install: install
+	$(BIN)/python -m pip install -q -c requirements/base.txt -r requirements/synth.txt
 
 test: install
 	$(BIN)/python -m pytest -q tests
