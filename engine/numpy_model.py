@@ -306,28 +306,34 @@ class NumpyMotionTransformer:
         return out
 
     def _prepare_frame_weights(self) -> dict:
-        """The arrays of :meth:`step_frame`: contiguous float32, the two heads' first layers
-        stacked into one (2C, C) matrix."""
+        """The arrays of :meth:`step_frame`: contiguous float32, matrices as row blocks
+        (:func:`_row_blocks`), the two heads' first layers stacked into one (2C, C) matrix."""
         p = self.p
         d = self.d_model // self.n_heads
 
         def arr(name):
             return np.ascontiguousarray(p[name], dtype=np.float32)
+
+        def mat(name):
+            return _row_blocks(p[name])
         blocks = []
         for i in range(self.n_layers):
             b = f"blocks.{i}."
-            blocks.append(tuple(arr(b + n) for n in (
-                "ln1.weight", "ln1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight",
-                "attn.proj.bias", "ln2.weight", "ln2.bias", "mlp.0.weight", "mlp.0.bias",
-                "mlp.2.weight", "mlp.2.bias")))
+            blocks.append((arr(b + "ln1.weight"), arr(b + "ln1.bias"),
+                           mat(b + "attn.qkv.weight"), arr(b + "attn.qkv.bias"),
+                           mat(b + "attn.proj.weight"), arr(b + "attn.proj.bias"),
+                           arr(b + "ln2.weight"), arr(b + "ln2.bias"),
+                           mat(b + "mlp.0.weight"), arr(b + "mlp.0.bias"),
+                           mat(b + "mlp.2.weight"), arr(b + "mlp.2.bias")))
         self._frame_weights = {
             "mean": arr("input_mean"), "std": arr("input_std"),
-            "in_w": arr("input_proj.weight"), "in_b": arr("input_proj.bias"),
+            "in_w": mat("input_proj.weight"), "in_b": arr("input_proj.bias"),
             "blocks": blocks, "lnf_w": arr("ln_f.weight"), "lnf_b": arr("ln_f.bias"),
-            "head_w": np.concatenate([arr("root_head.0.weight"), arr("body_head.0.weight")]),
+            "head_w": _row_blocks(np.concatenate([p["root_head.0.weight"],
+                                                  p["body_head.0.weight"]])),
             "head_b": np.concatenate([arr("root_head.0.bias"), arr("body_head.0.bias")]),
-            "root_w": arr("root_head.2.weight"), "root_b": arr("root_head.2.bias"),
-            "body_w": arr("body_head.2.weight"), "body_b": arr("body_head.2.bias"),
+            "root_w": mat("root_head.2.weight"), "root_b": arr("root_head.2.bias"),
+            "body_w": mat("body_head.2.weight"), "body_b": arr("body_head.2.bias"),
             "inv_freq": 1.0 / (self.rope_base ** (np.arange(0, d, 2, dtype=np.float64) / d)),
             "scale": np.float32(1.0 / math.sqrt(d)),
         }
@@ -348,11 +354,25 @@ class FrameCache:
         self.bias = np.full(window, -np.inf, dtype=np.float32)
 
 
+#: Most elements of one BLAS matrix-vector product in :meth:`step_frame`: OpenBLAS runs a
+#: product of at least 9216 on two threads, and on a busy machine a frame then waits for the
+#: second one (measured on the 2-core box during a training run: 310 us wall for 37 us CPU).
+BLAS_SERIAL_ELEMENTS = 8192
+
+
+def _row_blocks(w: np.ndarray) -> np.ndarray:
+    """w (N, M) -> the same array as (N / n, n, M) row blocks (a view), n the largest divisor
+    of N with n * M <= BLAS_SERIAL_ELEMENTS (at least 1)."""
+    n_rows, m = w.shape
+    n = max([k for k in range(1, n_rows + 1) if n_rows % k == 0 and k * m <= BLAS_SERIAL_ELEMENTS],
+            default=1)
+    return np.ascontiguousarray(w, dtype=np.float32).reshape(n_rows // n, n, m)
+
+
 def _matvec(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """w (N, M) @ x (M,) on one thread. Not BLAS: NumPy's OpenBLAS splits a product this
-    size over threads, and on a busy machine a frame then waits for a descheduled thread
-    (measured on the 2-core box during a training run: 310 us wall for 37 us of CPU)."""
-    return np.einsum("ij,j->i", w, x)
+    """w (N / n, n, M) row blocks (:func:`_row_blocks`) @ x (M,) -> (N,): one NumPy call, a
+    small BLAS product per block, all on the calling thread."""
+    return np.matmul(w, x).reshape(-1)
 
 
 def _layer_norm_1d(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -37,6 +37,8 @@ def _stack(xs: list, axis: int) -> Array:
 def _norm(x: Array, keepdims: bool = True) -> Array:
     if _is_torch(x):
         return torch.linalg.vector_norm(x, dim=-1, keepdim=keepdims)
+    if x.dtype.kind == "f":  # np.linalg.norm's own computation, without its wrapper
+        return np.sqrt(np.add.reduce(x * x, axis=-1, keepdims=keepdims))
     return np.linalg.norm(x, axis=-1, keepdims=keepdims)
 
 
