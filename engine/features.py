@@ -64,6 +64,7 @@ MAX_ABS_VALUE = 100.0  # larger landmark values are not a pose (real ones stay b
 ASPECT_RANGE = (0.01, 100.0)  # plausible video width / height
 FOCAL_RANGE = (0.05, 50.0)  # plausible focal length / long image side (175 to 1 degrees)
 
+_IDX = np.array(FEATURE_LANDMARK_INDICES, dtype=np.intp)
 _LS, _RS = BLAZEPOSE_INDEX["left_shoulder"], BLAZEPOSE_INDEX["right_shoulder"]
 _LH, _RH = BLAZEPOSE_INDEX["left_hip"], BLAZEPOSE_INDEX["right_hip"]
 
@@ -89,8 +90,10 @@ def check_landmarks(lm: np.ndarray) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[1:] != (NUM_BLAZEPOSE, NUM_CHANNELS):
         raise LandmarkError(
             f"landmarks must have shape (frames, {NUM_BLAZEPOSE}, {NUM_CHANNELS}), got {arr.shape}")
+    if arr.dtype == np.float32:
+        return arr
     with np.errstate(over="ignore"):  # beyond float32 becomes inf: an invalid frame
-        return arr.astype(np.float32, copy=False)
+        return arr.astype(np.float32)
 
 
 def check_camera(aspect: float, focal: float = DEFAULT_FOCAL) -> None:
@@ -142,10 +145,10 @@ def ray_rotation(hip_xy: np.ndarray, aspect: float, focal: float = DEFAULT_FOCAL
     az = np.arctan2(dx, f)
     el = np.arctan2(dy, np.hypot(dx, f))
     ca, sa, ce, se = np.cos(az), np.sin(az), np.cos(-el), np.sin(-el)
-    one, zero = np.ones_like(az), np.zeros_like(az)
-    ry = np.stack([ca, zero, sa, zero, one, zero, -sa, zero, ca], -1).reshape(-1, 3, 3)
-    rx = np.stack([one, zero, zero, zero, ce, -se, zero, se, ce], -1).reshape(-1, 3, 3)
-    return (ry @ rx).astype(np.float32)
+    # Ry(az) = [[ca, 0, sa], [0, 1, 0], [-sa, 0, ca]] times Rx(-el) = [[1, 0, 0], [0, ce, -se],
+    # [0, se, ce]], written out (every entry is one product: the same numbers as the matmul)
+    r = np.stack([ca, sa * se, sa * ce, np.zeros_like(az), ce, -se, -sa, ca * se, ca * ce], -1)
+    return r.reshape(-1, 3, 3).astype(np.float32)
 
 
 def _rotate(rotation: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -181,7 +184,7 @@ def compute_features(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
     state = state or FeatureState()
     n = lm.shape[0]
     valid, clean = _validity(lm, aspect)
-    idx = list(FEATURE_LANDMARK_INDICES)
+    idx = _IDX
 
     # Frame -1 (from the state) followed by the chunk's frames; every per-frame term is
     # computed once on these n + 1 frames and read shifted for the previous frame.
@@ -206,7 +209,7 @@ def compute_features(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
     s = np.maximum(np.linalg.norm(shoulder - hip, axis=-1), MIN_TORSO)   # (F+1,)
     rel = (img[:, idx] - hip[:, None]) / s[:, None, None]             # (F+1, 25, 2)
     ray = ray_rotation(hip - 0.5 * scale_xy, aspect, focal)
-    world = _rotate(ray, ext[:, idx][:, :, CH_WORLD])                 # (F+1, 25, 3)
+    world = _rotate(ray, ext[:, idx, CH_WORLD])                       # (F+1, 25, 3)
     log_s = np.log(s)
     c = cont[:, None, None].astype(np.float32)
 
