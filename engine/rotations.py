@@ -107,13 +107,13 @@ def matrix_to_quaternion(m: Array) -> Array:
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
     abs4 = _sqrt_pos(_stack([1 + m00 + m11 + m22, 1 + m00 - m11 - m22,
                              1 - m00 + m11 - m22, 1 - m00 - m11 + m22], axis=-1))
-    # Four candidate quaternions, each accurate when its own component is large.
-    cands = _stack([
-        _stack([abs4[..., 0] ** 2, m21 - m12, m02 - m20, m10 - m01], axis=-1),
-        _stack([m21 - m12, abs4[..., 1] ** 2, m10 + m01, m02 + m20], axis=-1),
-        _stack([m02 - m20, m10 + m01, abs4[..., 2] ** 2, m12 + m21], axis=-1),
-        _stack([m10 - m01, m20 + m02, m21 + m12, abs4[..., 3] ** 2], axis=-1),
-    ], axis=-2)  # (..., 4, 4)
+    # Four candidate quaternions (rows), each accurate when its own component is large.
+    sq = abs4 ** 2
+    a, b, c = m21 - m12, m02 - m20, m10 - m01
+    d, e, f = m10 + m01, m02 + m20, m12 + m21
+    cands = _stack([sq[..., 0], a, b, c, a, sq[..., 1], d, e,
+                    b, d, sq[..., 2], f, c, e, f, sq[..., 3]], axis=-1)
+    cands = cands.reshape(cands.shape[:-1] + (4, 4))  # (..., 4, 4)
     if _is_torch(m):
         denom = 2.0 * abs4[..., None].clamp_min(0.1)
         best = abs4.argmax(dim=-1)
