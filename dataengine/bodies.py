@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +70,12 @@ _SWING_LIKE = {"RightHand": "RightForeArm", "LeftHand": "LeftForeArm"}
 PHENOTYPES = ("gender", "age", "muscle", "weight", "height", "proportions")
 #: Sampling ranges of the phenotypes (Anny's [0, 1] scales; age kept to adults).
 PHENOTYPE_RANGES: dict[str, tuple[float, float]] = {
-    "gender": (0.0, 1.0), "age": (0.45, 0.95), "muscle": (0.1, 0.9), "weight": (0.1, 0.9),
+    "gender": (0.0, 1.0), "age": (0.5, 0.9), "muscle": (0.1, 0.9), "weight": (0.1, 0.9),
     "height": (0.1, 0.9), "proportions": (0.25, 0.75),
 }
+#: Standing height (metres) of sampled adults: normal, clipped. Anny's own ``height`` scale
+#: spans 1.1 to 2.3 m over the phenotypes, so it is solved for the sampled stature instead.
+STATURE_MEAN, STATURE_STD, STATURE_RANGE = 1.70, 0.09, (1.48, 1.98)
 
 
 def default_cache_dir() -> Path:
@@ -180,6 +183,26 @@ class Retargeter:
         with t.no_grad():
             rest = self.model(pose_parameters=None, phenotype_kwargs=ph)["rest_bone_poses"]
         return rest[0].double().cpu().numpy(), ph
+
+    def stature(self, body: BodyParams) -> float:
+        """Standing height of the rest body (metres, lowest to highest vertex)."""
+        t = self.torch
+        ph = {k: t.tensor([float(v)], dtype=t.float32) for k, v in body.to_dict().items()}
+        with t.no_grad():
+            z = self.model(pose_parameters=None, phenotype_kwargs=ph)["rest_vertices"][0, :, 2]
+        return float(z.max() - z.min())
+
+    def with_stature(self, body: BodyParams, stature: float, iterations: int = 10) -> BodyParams:
+        """``body`` with its ``height`` phenotype solved (bisection) for a standing height in
+        metres; clipped to what the phenotype reaches."""
+        lo, hi = 0.0, 1.0
+        for _ in range(iterations):
+            mid = 0.5 * (lo + hi)
+            if self.stature(replace(body, height=mid)) < stature:
+                lo = mid
+            else:
+                hi = mid
+        return replace(body, height=round(0.5 * (lo + hi), 4))
 
     def alignment(self, rest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Swings (21, 3, 3) S_j in Anny world and offsets (21, 3) of the body (TC frame)."""

@@ -25,7 +25,8 @@ Output folder ``OUT`` (default ``~/.cache/blaze2cap/synth``):
   the entry follows from ``(seed, clip index)`` alone, so any clip can be regenerated.
 
 Resume: a clip is finished when its file exists; a restarted run skips finished clips (and
-re-adds a manifest line lost when a run was killed between the file and the line).
+re-adds a manifest line lost when a run was killed between the file and the line). One run
+at a time per folder.
 Frames: clip i shows TC frames ``start, start + step, ...`` (``step`` 1 or 2: 60 or 30 fps).
 """
 from __future__ import annotations
@@ -44,10 +45,11 @@ import numpy as np
 
 from engine.atomic import atomic_write_bytes, write_json_atomic
 from engine.errors import DatasetError, InputError
-from engine.skeleton import JOINT_INDEX
+from engine.skeleton import EVAL_JOINT_INDICES, JOINT_INDEX
 
-from .bodies import BodyParams
+from .bodies import STATURE_MEAN, STATURE_RANGE, STATURE_STD, BodyParams
 from .cameras import View, ViewConfig, random_view, tc_view
+from .render import Look, clothing_regions, sample_look
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +113,7 @@ class ClipMaker:
     def _motion(self, seq: str) -> tuple[np.ndarray, np.ndarray]:
         if seq not in self._gt:
             gt = self.tc.load_gt(self.cfg.totalcapture, seq)
+            # one sequence at a time: clips are drawn at random, memory stays small
             self._gt = {seq: (self.tc.gt_rotations_world(gt), gt.positions.astype(np.float64))}
         return self._gt[seq]
 
@@ -137,7 +140,8 @@ class ClipMaker:
         p = np.where(ok, lengths, 0.0)
         seq = names[int(rng.choice(len(names), p=p / p.sum()))]
         start = int(rng.integers(0, self.motions[seq] - span + 1))
-        body = BodyParams.sample(rng)
+        stature = float(np.clip(rng.normal(STATURE_MEAN, STATURE_STD), *STATURE_RANGE))
+        body = self.retarget.with_stature(BodyParams.sample(rng), stature)
         leg = self.skeletons[seq][[JOINT_INDEX["RightLeg"], JOINT_INDEX["RightFoot"]]]
         tc_leg = float(np.linalg.norm(leg, axis=1).sum())
         scale = self.retarget.leg_length(body) / tc_leg
@@ -148,25 +152,26 @@ class ClipMaker:
         height = float(np.percentile(posed.vertices[..., 2].max(axis=1) - floor_z, 90))
         view = None
         if rng.random() < cfg.view.tc_fraction:
-            # a real calibration that sees the hips in at least half of the frames
+            # a real calibration that sees the 12 evaluation joints in most frames (random
+            # views put a body at the edge on purpose, in a controlled share of clips)
             for cam_id in rng.permutation(sorted(self.cameras)):
                 cand = tc_view(self.cameras[int(cam_id)], cfg.view.size)
-                uv = cand.project(cand.to_camera(posed.positions[:, 0]))
-                inside = ((uv[:, 0] > 0) & (uv[:, 0] < cand.width) & (uv[:, 1] > 0)
-                          & (uv[:, 1] < cand.height))
-                if inside.mean() >= 0.5:
+                uv = cand.project(cand.to_camera(posed.positions[:, list(EVAL_JOINT_INDICES)]))
+                m = 0.03 * cand.width
+                inside = ((uv[..., 0] > m) & (uv[..., 0] < cand.width - m) & (uv[..., 1] > m)
+                          & (uv[..., 1] < cand.height - m)).all(axis=1)
+                if inside.mean() >= 0.8:
                     view = cand
                     break
         if view is None:
             view = random_view(rng, posed.positions[:, 0], floor_z, height, cfg.view)
-        from .render import sample_look
-
         xy = posed.positions[:, 0, :2]
         look = sample_look(rng, xy.min(0), xy.max(0))
         entry = {
             "clip": index, "name": clip_name(index), "seed": cfg.seed,
             "engine_version": ENGINE_VERSION, "sequence": seq, "start": start, "step": step,
             "frames": int(len(frames)), "fps": 60.0 / step, "body": body.to_dict(),
+            "stature_m": round(stature, 4),
             "root_scale": round(scale, 6), "floor_z": round(floor_z, 6),
             "camera": view.to_dict(), "look": look.to_dict(),
         }
@@ -176,8 +181,6 @@ class ClipMaker:
         """Render and label clip ``index``; returns its entry with the arrays (not written).
         ``view`` replaces the clip's own camera (to look at a clip from a chosen place)."""
         from capture.blazepose import PoseConfig, PoseTracker
-
-        from .render import Look, clothing_regions
 
         t0 = time.perf_counter()
         entry, posed = self.plan(index)
@@ -278,7 +281,7 @@ def _append_line(path: Path, entry: dict) -> None:
 
 def _check_settings(out: Path, cfg: SynthConfig) -> None:
     path = out / SETTINGS_NAME
-    want = cfg.settings()
+    want = json.loads(json.dumps(cfg.settings()))  # tuples read back as lists
     if path.is_file():
         have = json.loads(path.read_text(encoding="utf-8"))
         if have != want:
@@ -291,6 +294,9 @@ def _check_settings(out: Path, cfg: SynthConfig) -> None:
 
 def _sync_manifest(out: Path) -> set[int]:
     """Indices of finished clips; the manifest is rewritten when it lost or tore lines."""
+    for tmp in (out / CLIP_DIR).glob(".clip_*.tmp"):  # left by a hard-killed run
+        log.info("removing the unfinished %s", tmp.name)
+        tmp.unlink()
     entries = {e["clip"]: e for e in read_manifest(out) if isinstance(e, dict) and "clip" in e}
     files = {int(p.stem.split("_")[1]): p for p in (out / CLIP_DIR).glob("clip_*.npz")}
     entries = {i: e for i, e in entries.items() if i in files}   # a line without a file: redo

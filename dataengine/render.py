@@ -190,7 +190,6 @@ class Renderer:
                                     if sl.type == "STUDIO")
         self._tmp = tempfile.TemporaryDirectory(prefix="b2c_render_")
         self.frame_path = Path(self._tmp.name) / "frame.bmp"
-        scene.render.filepath = str(self.frame_path)
 
         mesh = bpy.data.meshes.new("b2c_body")
         mesh.vertices.add(n_vertices)
@@ -277,7 +276,8 @@ class Renderer:
         """(V, 3) Anny-world vertices -> (H, W, 3) uint8 RGB frame."""
         self.mesh.vertices.foreach_set("co", np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1))
         self.mesh.update()
-        self.bpy.ops.render.render(write_still=True)
+        self.bpy.ops.render.render()  # write_still would log a "Saved:" line per frame
+        self.bpy.data.images["Render Result"].save_render(str(self.frame_path), scene=self.scene)
         return read_bmp(self.frame_path)
 
     def close(self) -> None:

@@ -1,0 +1,32 @@
+"""Data-engine fixtures: one tiny real run (Anny + bpy Workbench + BlazePose), made once per
+session. Skipped when the optional ``anny`` is not installed (``make synth-install``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("anny", reason="the data engine needs anny: make synth-install")
+
+FRAMES = 6
+SIZE = 256
+
+
+@pytest.fixture(scope="session")
+def synth_cfg(totalcapture_dir: Path):
+    from dataengine.cameras import ViewConfig
+    from dataengine.engine import SynthConfig
+
+    return SynthConfig(totalcapture=totalcapture_dir, seed=7, frames_per_clip=FRAMES,
+                       view=ViewConfig(size=SIZE), sequences=("S1_walking1", "S2_acting2"))
+
+
+@pytest.fixture(scope="session")
+def synth_run(synth_cfg, tmp_path_factory) -> Path:
+    """A finished run of one clip (in-process, one worker)."""
+    from dataengine.engine import generate
+
+    out = tmp_path_factory.mktemp("synth_a")
+    summary = generate(synth_cfg, out, clips=1, workers=1)
+    assert summary["made"] == 1
+    return out
