@@ -1,12 +1,11 @@
 """Data-engine fixtures: one tiny real run (Anny + bpy Workbench + BlazePose), made once per
-session. Skipped when the optional ``anny`` is not installed (``make synth-install``)."""
+session. Tests that use it skip when the optional ``anny`` is not installed
+(``make synth-install``); the plain-function tests run without it."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("anny", reason="the data engine needs anny: make synth-install")
 
 FRAMES = 6
 SIZE = 256
@@ -14,6 +13,7 @@ SIZE = 256
 
 @pytest.fixture(scope="session")
 def synth_cfg(totalcapture_dir: Path):
+    pytest.importorskip("anny", reason="the data engine needs anny: make synth-install")
     from dataengine.cameras import ViewConfig
     from dataengine.engine import SynthConfig
 
