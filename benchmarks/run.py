@@ -2,12 +2,14 @@
 
     .venv/bin/python benchmarks/run.py [--json benchmarks/results.json] [--markdown F.md]
                                        [--runs 5] [--threads 1] [--checkpoint W] [--quick]
+                                       [--only SECTION ...]   (e.g. --only streaming)
 
 Figures (each the median of several runs; the table says how many):
 
 * engine batch throughput, CPU, frames/s: ``Predictor.predict`` on a 10,000-frame synthetic
   landmark sequence (features, network, gap bridging, conversion: landmarks in, Prediction out);
-* streaming latency per frame, p50 and p99, ms: ``StreamingPredictor.push`` frame by frame;
+* streaming latency per frame, p50 and p99, ms: ``StreamingPredictor.push`` frame by frame
+  (after a window of context), wall time and CPU time of the thread;
 * extract-only and end-to-end animate speed, frames/s, on the same real video
   (``capture.samples.sample_video("sports2d")``), runs interleaved, in this process (imports
   done before the clocks start), and their ratio;
@@ -87,6 +89,10 @@ def median(xs) -> float:
 # ---------------------------------------------------------------------------------------------
 # Inputs
 # ---------------------------------------------------------------------------------------------
+#: The benchmark's sections, in order (``--only``).
+SECTIONS = ("batch", "streaming", "keys", "video", "memory", "training")
+
+
 def fill_landmarks(out: np.ndarray, seed: int = 0, gaps=((0, 2), (500, 520))) -> np.ndarray:
     """Smoothly moving synthetic BlazePose landmarks written into ``out`` (F, 33, 10) chunk by
     chunk (it may be a memory map), with no-detection gaps and a track restart after each."""
@@ -143,7 +149,7 @@ def make_weights(folder: Path, checkpoint: Path | None, tiny: bool) -> tuple[Pat
 # ---------------------------------------------------------------------------------------------
 # Figures
 # ---------------------------------------------------------------------------------------------
-def bench_engine(weights: Path, sizes: Sizes, runs: int) -> list[Figure]:
+def bench_batch(weights: Path, sizes: Sizes, runs: int) -> list[Figure]:
     from engine.inference import Predictor
 
     predictor = Predictor.from_checkpoint(weights, backend="torch")
@@ -154,8 +160,17 @@ def bench_engine(weights: Path, sizes: Sizes, runs: int) -> list[Figure]:
         t = time.perf_counter()
         predictor.predict(lm, fps=30.0)
         fps.append(len(lm) / (time.perf_counter() - t))
-    figs = [Figure("engine_batch_fps", f"Engine batch throughput, CPU ({len(lm):,} frames)",
+    return [Figure("engine_batch_fps", f"Engine batch throughput, CPU ({len(lm):,} frames)",
                    median(fps), "frames/s", runs, fps)]
+
+
+def bench_streaming(weights: Path, sizes: Sizes, runs: int) -> list[Figure]:
+    """``StreamingPredictor.push`` latency, wall and CPU time of the calling thread."""
+    from engine.inference import Predictor, frame_network
+
+    predictor = Predictor.from_checkpoint(weights, backend="torch")
+    path = ("NumPy single-frame forward" if frame_network(predictor.backend) is not None
+            else f"{predictor.backend.name} backend")
     stream_lm = fill_landmarks(np.empty((sizes.stream_frames + 64, 33, 10), np.float32), seed=1)
     p50, p99, cpu50, cpu99 = [], [], [], []
     for _ in range(runs):
@@ -172,8 +187,8 @@ def bench_engine(weights: Path, sizes: Sizes, runs: int) -> list[Figure]:
         p99.append(float(np.percentile(wall, 99)))
         cpu50.append(float(np.percentile(cpu, 50)))
         cpu99.append(float(np.percentile(cpu, 99)))
-    note = f"{sizes.stream_frames:,} frames a run; CPU time of the thread: "
-    return figs + [Figure("stream_p50_ms", "Streaming latency per frame, p50", median(p50), "ms",
+    note = f"{sizes.stream_frames:,} frames a run, {path}; CPU time of the thread: "
+    return [Figure("stream_p50_ms", "Streaming latency per frame, p50", median(p50), "ms",
                           runs, p50, note + f"p50 {median(cpu50):.2f} ms"),
                    Figure("stream_p99_ms", "Streaming latency per frame, p99", median(p99), "ms",
                           runs, p99, note + f"p99 {median(cpu99):.2f} ms")]
@@ -390,7 +405,9 @@ def render_table(figures: list[Figure], info: dict, markdown: bool = False) -> s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", type=Path, default=DEFAULT_JSON, help="where to write the JSON")
+    parser.add_argument("--json", type=Path, default=None,
+                        help=f"where to write the JSON (default: {DEFAULT_JSON.relative_to(REPO)}"
+                             ", not written with --only unless given)")
     parser.add_argument("--markdown", type=Path, default=None,
                         help="also write the table as Markdown (for the README)")
     parser.add_argument("--runs", type=int, default=5, help="runs per fast figure (median)")
@@ -400,7 +417,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="weights (default: the shipped ones, else a random default model)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, one run each: checks the script, not the machine")
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=None, metavar="SECTION",
+                        help=f"run only these sections ({', '.join(SECTIONS)}), e.g. "
+                             "'--only streaming' (seconds instead of minutes)")
     args = parser.parse_args(argv)
+    if args.json is None and args.only is None:
+        args.json = DEFAULT_JSON
     sizes = QUICK if args.quick else Sizes()
     runs = 1 if args.quick else max(1, args.runs)
 
@@ -417,13 +439,17 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(tmp)
         weights, described = make_weights(folder, args.checkpoint, sizes.tiny_model)
         steps: list[tuple[str, Callable[[], list[Figure]]]] = [
-            ("engine", lambda: bench_engine(weights, sizes, runs)),
+            ("batch", lambda: bench_batch(weights, sizes, runs)),
+            ("streaming", lambda: bench_streaming(weights, sizes, runs)),
             ("keys", lambda: [bench_keys(sizes, runs)]),
             ("video", lambda: bench_video(weights, sizes, folder)),
             ("memory", lambda: bench_rss(weights, sizes, folder, args.threads)),
             ("training", lambda: bench_training(sizes, folder)),
         ]
+        assert [name for name, _ in steps] == list(SECTIONS)
         for name, step in steps:
+            if args.only is not None and name not in args.only:
+                continue
             print(f"[bench] {name}...", file=sys.stderr, flush=True)
             figures += step()
     info = machine(args.threads, described) | {
@@ -435,8 +461,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table, end="")
     from engine.atomic import atomic_write_bytes, write_json_atomic
 
-    write_json_atomic(args.json, {"machine": info, "figures": [asdict(f) for f in figures],
-                                  "table": table})
+    if args.json is not None:
+        write_json_atomic(args.json, {"machine": info, "figures": [asdict(f) for f in figures],
+                                      "table": table})
     if args.markdown is not None:
         text = render_table(figures, info, markdown=True).encode("utf-8")
         atomic_write_bytes(args.markdown, lambda f: f.write(text))

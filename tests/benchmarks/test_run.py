@@ -50,3 +50,15 @@ def test_quick_benchmark_prints_one_table_and_writes_it_as_json(tmp_path):
     rows = [line for line in md.read_text().splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + len(KEYS)  # header + one row per figure
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench.json", "bench.md"]
+
+
+def test_only_streaming_runs_that_section_and_leaves_the_results_file_alone(tmp_path):
+    results = REPO / "benchmarks" / "results.json"
+    before = results.read_bytes() if results.exists() else None
+    proc = subprocess.run([sys.executable, "benchmarks/run.py", "--quick", "--only", "streaming"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("Streaming latency")]
+    assert len(rows) == 2 and "NumPy single-frame forward" in rows[0]
+    assert "throughput" not in proc.stdout and "Training" not in proc.stdout
+    assert (results.read_bytes() if results.exists() else None) == before

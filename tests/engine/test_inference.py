@@ -120,6 +120,25 @@ def test_streaming_equals_batch_on_valid_frames(predictor, lm, pred):
         == (300, 249, 4, 40, 3, 48)
 
 
+def test_streaming_runs_the_numpy_frame_path_and_falls_back_to_step(predictor, lm, pred):
+    """Both backends stream through NumpyMotionTransformer.step_frame; a backend without a
+    frame network streams through its own ``step``, with the same outputs."""
+    from engine.numpy_model import NumpyMotionTransformer
+
+    assert isinstance(inf.frame_network(predictor.backend), NumpyMotionTransformer)
+
+    class StepOnly:  # the Backend protocol and nothing else
+        name = "step-only"
+
+        def step(self, feats, valid, cache):
+            return predictor.backend.step(feats, valid, cache)
+    assert inf.frame_network(StepOnly()) is None
+    stream = inf.Predictor(StepOnly()).stream(fps=FPS)
+    got = np.concatenate([stream.push(f).local_6d for f in lm[:80]])
+    v = pred.valid[:80]
+    np.testing.assert_allclose(got[v], pred.local_6d[:80][v], atol=1e-5)
+
+
 def test_single_frame_and_bad_inputs(predictor, lm):
     one = predictor.predict(lm[10:11], fps=FPS)
     assert one.joints.shape == (1, 21, 3) and one.valid.tolist() == [True]
