@@ -88,9 +88,9 @@ def load_model():
     """The Anny full-body model (``world-orient`` poses, float32). The first call on a
     machine builds Anny's cache (about a minute); later ones load it (under a second)."""
     os.environ.setdefault("ANNY_CACHE_DIR", str(default_cache_dir()))
-    import warp  # anny's skinning kernels; without this it prints its device table
+    import warp  # anny's skinning kernels
 
-    warp.config.quiet = True
+    warp.config.log_level = warp.LOG_ERROR  # no banner, no "no CUDA" warning on CPU machines
     import anny  # optional dependency: requirements/synth.txt
 
     anny.paths.set_anny_cache_path(os.environ["ANNY_CACHE_DIR"])

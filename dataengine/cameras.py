@@ -23,7 +23,7 @@ class ViewConfig:
     tc_fraction: float = 0.3                         # share of clips seen by a real TC camera
     portrait_fraction: float = 0.25                  # share of random views in portrait
     focal_range: tuple[float, float] = (0.55, 1.3)   # fx / long side (TC cameras: 0.67-0.73)
-    fill_range: tuple[float, float] = (0.3, 0.85)    # body height / image height
+    fill_range: tuple[float, float] = (0.4, 0.9)     # body height / image height
     height_range: tuple[float, float] = (0.3, 2.8)   # camera height above the floor, metres
     roll_deg: float = 4.0                            # max camera roll
     edge_fraction: float = 0.15                      # share of random views pushed to an edge

@@ -54,6 +54,9 @@ from .render import Look, clothing_regions, sample_look
 log = logging.getLogger(__name__)
 
 ENGINE_VERSION = 1
+#: A clip stops after this many frames when BlazePose has found nobody in any of them (its
+#: entry then says ``aborted``; the frames made so far are kept).
+ABORT_AFTER = 30
 MANIFEST_NAME = "manifest.jsonl"
 SETTINGS_NAME = "synth.json"
 CLIP_DIR = "clips"
@@ -198,11 +201,18 @@ class ClipMaker:
         r.set_look(look, regions, entry["floor_z"], posed.positions[:, 0].mean(0))
         r.set_camera(view.R, view.t, view.fx, view.cx, view.cy, view.width, view.height)
         rows = np.zeros((len(posed.vertices), 33, 10), dtype=np.float32)
+        n = len(rows)
         with PoseTracker(PoseConfig()) as tracker:
             for k, verts in enumerate(posed.vertices):
                 rows[k] = tracker.process(r.render(verts))
-        pos_c = view.to_camera(posed.positions)
-        rot_c = view.R @ posed.rotations
+                if k + 1 == ABORT_AFTER and not rows[:k + 1].any():
+                    n = k + 1  # BlazePose finds nobody: the rest would be rendered in vain
+                    entry["aborted"] = f"no person detected in the first {n} frames"
+                    break
+        rows = rows[:n]
+        entry["frames"] = n
+        pos_c = view.to_camera(posed.positions[:n])
+        rot_c = view.R @ posed.rotations[:n]
         entry["detected"] = int((rows != 0).any(axis=(1, 2)).sum())
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         arrays = {

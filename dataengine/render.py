@@ -93,8 +93,8 @@ def sample_look(rng: np.random.Generator, area_min: np.ndarray, area_max: np.nda
         hair=_colour(rng, (0.2, 0.7), (0.03, 0.5)),
         long_sleeves=bool(rng.random() < 0.5), long_trousers=bool(rng.random() < 0.75),
         has_hair=bool(rng.random() < 0.8),
-        background=_colour(rng, (0.0, 0.6), (0.2, 0.95)),
-        floor=_colour(rng, (0.0, 0.5), (0.15, 0.8)),
+        background=_colour(rng, (0.0, 0.6), (0.3, 0.95)),
+        floor=_colour(rng, (0.0, 0.5), (0.2, 0.85)),
         studio_light=int(rng.integers(0, 1000)), light_rotation=round(float(rng.uniform(-np.pi, np.pi)), 4),
         boxes=tuple(boxes))
 
@@ -117,7 +117,7 @@ def clothing_regions(face_joint: np.ndarray, head_local: np.ndarray, look: Look)
     region[np.isin(face_joint, [j["RightFoot"], j["LeftFoot"]])] = SHOES
     if look.has_hair:
         on_head = face_joint == j["Head"]
-        top = head_local[:, 2] < -0.12
+        top = head_local[:, 2] < -0.09
         back = (head_local[:, 1] > 0.03) & (head_local[:, 2] < -0.03)
         region[on_head & (top | back)] = HAIR
     return region

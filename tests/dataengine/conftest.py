@@ -30,3 +30,13 @@ def synth_run(synth_cfg, tmp_path_factory) -> Path:
     summary = generate(synth_cfg, out, clips=1, workers=1)
     assert summary["made"] == 1
     return out
+
+
+@pytest.fixture(scope="session")
+def maker(synth_cfg, synth_run):
+    """The run's in-process ClipMaker (Anny and Blender already loaded)."""
+    from dataengine import engine as E
+
+    if E._MAKER is not None and E._MAKER[0].cfg == synth_cfg:
+        return E._MAKER[0]
+    return E.ClipMaker(synth_cfg)

@@ -29,12 +29,9 @@ def test_same_seed_same_manifest_and_ground_truth(synth_cfg, synth_run, tmp_path
     assert ca["landmarks"].shape == (FRAMES, 33, 10) and ca["landmarks"].dtype == np.float32
 
 
-def test_another_seed_gives_another_clip(synth_cfg, synth_run):
+def test_another_seed_gives_another_clip(synth_cfg, synth_run, maker):
     from dataclasses import replace
 
-    from dataengine.engine import ClipMaker, _MAKER
-
-    maker = _MAKER[0] if _MAKER is not None and _MAKER[0].cfg == synth_cfg else ClipMaker(synth_cfg)
     maker.cfg = replace(synth_cfg, seed=8)
     try:
         other, _ = maker.plan(0)
@@ -90,12 +87,10 @@ def test_ground_truth_is_the_rendered_body(synth_run):
     assert abs(legs[0] - legs[1]) < 1e-5
 
 
-def test_blazepose_sees_the_rendered_joints_on_an_easy_view(synth_cfg, synth_run):
+def test_blazepose_sees_the_rendered_joints_on_an_easy_view(maker):
     """A frontal view at 640x360: BlazePose's 2D landmarks land on the projected GT joints."""
     from dataengine.cameras import View, look_at
-    from dataengine.engine import ClipMaker, _MAKER
 
-    maker = _MAKER[0] if _MAKER is not None and _MAKER[0].cfg == synth_cfg else ClipMaker(synth_cfg)
     _, posed = maker.plan(0)
     hips = posed.positions[:, JOINT_INDEX["Hips"]].mean(0)
     back = posed.rotations[0, JOINT_INDEX["Hips"]] @ np.array([0.0, 1.0, 0.0])  # TC +y = back
@@ -126,3 +121,24 @@ def test_prepare_reads_the_engine_output(synth_run, totalcapture_dir, tmp_path):
     assert len(eng) == 1 and eng[0]["weight"] == 0.25 and eng[0]["split_train"]
     seq = load_sequence(tmp_path, eng[0])
     assert seq["landmarks"].shape == (FRAMES, 33, 10) and seq["target"].shape == (FRAMES, 22, 6)
+
+
+def test_a_clip_where_blazepose_finds_nobody_stops_early(maker, monkeypatch):
+    """Camera turned away from the body: the clip stops after ABORT_AFTER frames, and its
+    arrays and entry say so."""
+    from dataengine import engine as E
+    from dataengine.cameras import View, look_at
+
+    _, posed = maker.plan(0)
+    hips = posed.positions[:, JOINT_INDEX["Hips"]].mean(0)
+    eye = hips + [4.0, 0.0, 0.0]
+    R = look_at(eye, eye + [4.0, 0.0, 0.0])                  # looking away from the body
+    view = View(kind="random", tc_camera=None, R=R, t=-R @ eye, fx=200.0, cx=128.0, cy=72.0,
+                width=256, height=144)
+    assert (view.to_camera(posed.positions[:, 0])[:, 2] < 0).all()
+    monkeypatch.setattr(E, "ABORT_AFTER", 3)
+    res = maker.make(0, view=view)
+    assert res["entry"]["frames"] == 3 and res["entry"]["detected"] == 0
+    assert "aborted" in res["entry"]
+    assert res["arrays"]["landmarks"].shape == (3, 33, 10)
+    assert res["arrays"]["positions"].shape == (3, 21, 3)
