@@ -76,7 +76,8 @@ def tc_view(cam, size: int) -> View:
     as a View in the Anny world, scaled to a long side of ``size`` pixels."""
     k = size / max(cam.width, cam.height)
     w, h = int(round(cam.width * k)), int(round(cam.height * k))
-    return View(kind="tc", tc_camera=int(cam.camera_id), R=cam.R @ TC_TO_ANNY.T, t=np.asarray(cam.t, np.float64),
+    return View(kind="tc", tc_camera=int(cam.camera_id), R=cam.R @ TC_TO_ANNY.T,
+                t=np.asarray(cam.t, np.float64),
                 fx=float(cam.fx * k), cx=float((cam.cx + 0.5) * k), cy=float((cam.cy + 0.5) * k),
                 width=w, height=h)
 

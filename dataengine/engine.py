@@ -47,7 +47,7 @@ from engine.atomic import atomic_write_bytes, write_json_atomic
 from engine.errors import DatasetError, InputError
 from engine.skeleton import EVAL_JOINT_INDICES, JOINT_INDEX
 
-from .bodies import STATURE_MEAN, STATURE_RANGE, STATURE_STD, BodyParams
+from .bodies import STATURE_MEAN, STATURE_RANGE, STATURE_STD, BodyParams, PosedClip
 from .cameras import View, ViewConfig, random_view, tc_view
 from .render import Look, clothing_regions, sample_look
 
@@ -112,6 +112,7 @@ class ClipMaker:
         self.motions = motion_catalogue(cfg.totalcapture, cfg.sequences)
         self._gt: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         self._renderer = None
+        self.backend: str | None = None   # what Blender renders with, known after a frame
 
     def _motion(self, seq: str) -> tuple[np.ndarray, np.ndarray]:
         if seq not in self._gt:
@@ -124,11 +125,11 @@ class ClipMaker:
         if self._renderer is None:
             from .render import Renderer
 
-            self._renderer = Renderer(self.retarget.faces, self.retarget.model.template_vertices.shape[-2],
-                                      self.cfg.antialiasing)
+            n_vertices = self.retarget.model.template_vertices.shape[-2]
+            self._renderer = Renderer(self.retarget.faces, n_vertices, self.cfg.antialiasing)
         return self._renderer
 
-    def plan(self, index: int) -> tuple[dict, object]:
+    def plan(self, index: int) -> tuple[dict, PosedClip]:
         """The manifest entry of clip ``index`` (from the seed alone) and its posed body."""
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, index])
@@ -211,6 +212,10 @@ class ClipMaker:
                     break
         rows = rows[:n]
         entry["frames"] = n
+        if self.backend is None:
+            from .render import gpu_info
+
+            self.backend = gpu_info()
         pos_c = view.to_camera(posed.positions[:n])
         rot_c = view.R @ posed.rotations[:n]
         entry["detected"] = int((rows != 0).any(axis=(1, 2)).sum())
@@ -342,19 +347,21 @@ def _set_out(out: Path) -> None:
     _MAKER = (_MAKER[0], Path(out))
 
 
-def _work(index: int) -> dict:
+def _work(index: int) -> tuple[dict, str | None]:
     assert _MAKER is not None, "worker not initialised"
     maker, out = _MAKER
     result = maker.make(index)
     write_clip(out, result)
-    return result["entry"]
+    return result["entry"], maker.backend
 
 
 def generate(cfg: SynthConfig, out: Path, clips: int, workers: int = 1,
              progress: Callable[[int, int], None] | None = None) -> dict:
     """Make clips ``0 .. clips-1`` in ``out`` (skipping finished ones) with ``workers``
-    processes; ``progress(done, total)`` after each clip. Returns a summary dict (clips made,
-    skipped, frames, seconds)."""
+    processes; ``progress(done, total)`` after each clip. Returns a summary dict: clips
+    ``made`` and ``skipped``, ``frames`` and ``detected`` (frames with a person) of the clips
+    made, ``seconds`` of wall time, ``backend`` (Blender's GPU vendor / renderer: EGL on a
+    GPU machine with its driver, Mesa llvmpipe on CPU)."""
     if clips < 1 or workers < 1 or cfg.frames_per_clip < 1:
         raise InputError("clips, workers and frames per clip must be at least 1")
     out = Path(out)
@@ -368,17 +375,30 @@ def generate(cfg: SynthConfig, out: Path, clips: int, workers: int = 1,
     if progress is not None:
         progress(clips - len(todo), clips)
     path = out / MANIFEST_NAME
-    for entry in _run(cfg, out, todo, workers):
+    detected, backends = 0, set()
+    for entry, backend in _run(cfg, out, todo, workers):
         _append_line(path, entry)
         made += 1
         frames += entry["frames"]
+        detected += entry["detected"]
+        backends.add(backend)
         if progress is not None:
             progress(clips - len(todo) + made, clips)
-    return {"made": made, "skipped": clips - len(todo), "frames": frames,
-            "seconds": time.perf_counter() - t0}
+    backend = ", ".join(sorted(b for b in backends if b))
+    if backend and _gpu_present() and "llvmpipe" in backend.lower():
+        log.warning("a GPU is present but Blender renders on the CPU (%s): its EGL driver "
+                    "(libEGL_nvidia) is probably missing", backend)
+    return {"made": made, "skipped": clips - len(todo), "frames": frames, "detected": detected,
+            "seconds": time.perf_counter() - t0, "backend": backend or None}
 
 
-def _run(cfg: SynthConfig, out: Path, todo: list[int], workers: int) -> Iterator[dict]:
+def _gpu_present() -> bool:
+    """An NVIDIA GPU device node exists (headless Blender then should render through EGL)."""
+    return Path("/dev/nvidia0").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+def _run(cfg: SynthConfig, out: Path, todo: list[int], workers: int
+         ) -> Iterator[tuple[dict, str | None]]:
     if not todo:
         return
     if workers == 1:

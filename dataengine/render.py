@@ -5,7 +5,8 @@ plain functions here (clothing regions, colour sampling, BMP reading, camera con
 tested without Blender. Blender's world equals the Anny world (z up, metres).
 
 Speed: Workbench, no anti-aliasing by default (on software OpenGL, FXAA triples the cost of a
-640x360 frame: 0.28 s against 0.09 s of CPU), no shadows, studio lighting. Frames go to an uncompressed BMP in a private temporary folder and are read
+640x360 frame: 0.28 s against 0.09 s of CPU), no shadows, studio lighting. Frames go to an
+uncompressed BMP in a private temporary folder and are read
 back with NumPy. On a machine with a GPU, Blender's headless GPU context (EGL) is used
 automatically; :func:`gpu_info` reports which renderer Blender picked.
 """
@@ -84,7 +85,8 @@ def sample_look(rng: np.random.Generator, area_min: np.ndarray, area_max: np.nda
         else:
             continue
         w, d, h = rng.uniform(0.3, 2.0), rng.uniform(0.3, 2.0), rng.uniform(0.3, 2.2)
-        boxes.append(tuple(round(float(v), 4) for v in (x, y, w, d, h, *_colour(rng, (0, 0.8), (0.15, 0.95)))))
+        rgb = _colour(rng, (0, 0.8), (0.15, 0.95))
+        boxes.append(tuple(round(float(v), 4) for v in (x, y, w, d, h, *rgb)))
     return Look(
         skin=tuple(round(float(c), 4) for c in np.clip(skin, 0, 1)),
         shirt=_colour(rng, (0.0, 0.9), (0.1, 0.95)),
@@ -95,7 +97,8 @@ def sample_look(rng: np.random.Generator, area_min: np.ndarray, area_max: np.nda
         has_hair=bool(rng.random() < 0.8),
         background=_colour(rng, (0.0, 0.6), (0.3, 0.95)),
         floor=_colour(rng, (0.0, 0.5), (0.2, 0.85)),
-        studio_light=int(rng.integers(0, 1000)), light_rotation=round(float(rng.uniform(-np.pi, np.pi)), 4),
+        studio_light=int(rng.integers(0, 1000)),
+        light_rotation=round(float(rng.uniform(-np.pi, np.pi)), 4),
         boxes=tuple(boxes))
 
 
@@ -108,10 +111,13 @@ def clothing_regions(face_joint: np.ndarray, head_local: np.ndarray, look: Look)
     """
     j = JOINT_INDEX
     region = np.full(face_joint.shape, SKIN, dtype=np.int64)
-    shirt = ["Spine", "Spine1", "Spine2", "Spine3", "RightShoulder", "LeftShoulder", "RightArm", "LeftArm"]
+    shirt = ["Spine", "Spine1", "Spine2", "Spine3", "RightShoulder", "LeftShoulder", "RightArm",
+             "LeftArm"]
     if look.long_sleeves:
         shirt += ["RightForeArm", "LeftForeArm"]
-    trousers = ["Hips", "RightUpLeg", "LeftUpLeg"] + (["RightLeg", "LeftLeg"] if look.long_trousers else [])
+    trousers = ["Hips", "RightUpLeg", "LeftUpLeg"]
+    if look.long_trousers:
+        trousers += ["RightLeg", "LeftLeg"]
     region[np.isin(face_joint, [j[n] for n in shirt])] = SHIRT
     region[np.isin(face_joint, [j[n] for n in trousers])] = TROUSERS
     region[np.isin(face_joint, [j["RightFoot"], j["LeftFoot"]])] = SHOES
@@ -274,7 +280,8 @@ class Renderer:
 
     def render(self, vertices: np.ndarray) -> np.ndarray:
         """(V, 3) Anny-world vertices -> (H, W, 3) uint8 RGB frame."""
-        self.mesh.vertices.foreach_set("co", np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1))
+        co = np.ascontiguousarray(vertices, dtype=np.float32).reshape(-1)
+        self.mesh.vertices.foreach_set("co", co)
         self.mesh.update()
         self.bpy.ops.render.render()  # write_still would log a "Saved:" line per frame
         self.bpy.data.images["Render Result"].save_render(str(self.frame_path), scene=self.scene)

@@ -69,7 +69,9 @@ def run(args: argparse.Namespace) -> int:
             bar.update(done - bar.n)
 
         summary = generate(cfg, out, args.clips, workers=args.workers, progress=progress)
-    rate = summary["frames"] / summary["seconds"] * 3600 if summary["seconds"] > 0 else 0.0
+    hours = summary["seconds"] / 3600
+    rate = summary["detected"] / hours if hours > 0 else 0.0
     print(f"{out}: {summary['made']} clips made ({summary['frames']} frames, "
-          f"{rate:.0f} frames/hour), {summary['skipped']} already there")
+          f"{summary['detected']} with a person: {rate:.0f} landmark frames/hour), "
+          f"{summary['skipped']} already there; rendered with {summary['backend']}")
     return 0

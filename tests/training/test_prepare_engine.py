@@ -2,6 +2,8 @@
 clips here are written by hand in the engine's format from real ground truth)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -17,7 +19,10 @@ K = 40
 W, H, FX = 640, 360, 500.0
 
 
-def _write_engine(root, tc_dir, clips=(("clip_000000", "S1_walking1"), ("clip_000001", "S2_freestyle2"))):
+CLIPS = (("clip_000000", "S1_walking1"), ("clip_000001", "S2_freestyle2"))
+
+
+def _write_engine(root, tc_dir, clips=CLIPS):
     """Clips in the engine's format: GT of a TC sequence seen by TC camera 4 (scaled to 640
     px), landmarks whose 2D sits on the projected GT joints (so every frame is clean)."""
     from dataengine.engine import MANIFEST_NAME, write_clip
@@ -28,18 +33,19 @@ def _write_engine(root, tc_dir, clips=(("clip_000000", "S1_walking1"), ("clip_00
         gt = tc.load_gt(tc_dir, seq)
         pos = tc.world_to_camera(gt.positions[:K], cam)
         glob = tc.rotations_to_camera(tc.gt_rotations_world(gt)[:K], cam)
-        uv = np.stack([FX * pos[..., 0] / pos[..., 2] + W / 2, FX * pos[..., 1] / pos[..., 2] + H / 2], -1)
+        uv = np.stack([FX * pos[..., 0] / pos[..., 2] + W / 2,
+                       FX * pos[..., 1] / pos[..., 2] + H / 2], -1)
         lm = np.full((K, 33, 10), 0.9, dtype=np.float32)
         lm[:, list(EVAL_BLAZEPOSE_INDICES), 5] = uv[:, list(EVAL_JOINT_INDICES), 0] / W
         lm[:, list(EVAL_BLAZEPOSE_INDICES), 6] = uv[:, list(EVAL_JOINT_INDICES), 1] / H
         entry = {"clip": len(lines), "name": name, "sequence": seq, "fps": 60.0, "frames": K,
                  "camera": {"kind": "tc", "tc_camera": 4}}
         write_clip(root, {"entry": entry, "arrays": {
-            "landmarks": lm, "positions": pos.astype(np.float32), "rotations": glob.astype(np.float32),
+            "landmarks": lm, "positions": pos.astype(np.float32),
+            "rotations": glob.astype(np.float32),
             "offsets": tc.load_skeleton_offsets(tc_dir)[seq],
             "camera": np.array([FX, FX, W / 2, H / 2, W, H])}})
         lines.append(entry)
-    import json
     (root / MANIFEST_NAME).write_text("".join(json.dumps(e) + "\n" for e in lines))
     return root
 
