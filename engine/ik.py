@@ -61,12 +61,9 @@ LOCAL_AXES: dict[str, tuple[tuple[float, float, float], tuple[float, float, floa
 }
 
 
-def observed_directions(x: Array) -> dict[str, tuple[Array, Array]]:
-    """x (..., 25, 3): the feature landmarks (``skeleton.FEATURE_LANDMARKS``) in camera axes.
-    Returns, per joint, the two observed (unnormalised) directions (..., 3)."""
-    def p(name):
-        return x[..., _K[name], :]
-
+def _observed_definitions(p) -> dict[str, tuple[Array, Array]]:
+    """Per joint, the two observed directions of :func:`observed_directions`, written with
+    ``p(name)``, a landmark's position (linear: :data:`_V1_ROWS` is evaluated from it)."""
     hip = 0.5 * (p("left_hip") + p("right_hip"))
     sh = 0.5 * (p("left_shoulder") + p("right_shoulder"))
     ear = 0.5 * (p("left_ear") + p("right_ear"))
@@ -93,6 +90,49 @@ def observed_directions(x: Array) -> dict[str, tuple[Array, Array]]:
     return out
 
 
+def _coefficients(definitions) -> dict:
+    """Evaluate directions written with ``p(name)`` (linear in the landmarks) on the unit
+    landmarks: each becomes its (25,) row of coefficients, float64."""
+    basis = np.eye(len(FEATURE_LANDMARKS))
+    return definitions(lambda name: basis[_K[name]])
+
+
+def _apply_rows(rows: np.ndarray, x: Array) -> Array:
+    """rows (R, 25) constant coefficients, x (..., 25, 3) -> (..., R, 3): the R linear
+    combinations of the landmarks, in one matrix product (one GEMM for any batch)."""
+    xt = x.swapaxes(-1, -2)                                        # (..., 3, 25)
+    if rot._is_torch(x):
+        import torch
+        return (xt @ torch.as_tensor(rows.T, dtype=x.dtype, device=x.device)).swapaxes(-1, -2)
+    flat = xt.reshape(-1, rows.shape[1]) @ _cast(rows.T, x.dtype)
+    return flat.reshape(xt.shape[:-1] + (rows.shape[0],)).swapaxes(-1, -2)
+
+
+_CASTS: dict = {}
+
+
+def _cast(table: np.ndarray, dtype) -> np.ndarray:
+    """A constant NumPy table in ``dtype`` (cached: tables are made once per dtype)."""
+    key = (id(table), np.dtype(dtype))
+    if key not in _CASTS:
+        _CASTS[key] = (table, np.ascontiguousarray(table, dtype=dtype))
+    return _CASTS[key][1]
+
+
+_V1_DEFS = _coefficients(_observed_definitions)
+#: (42, 25): rows 0..20 the first observed direction of each joint (``JOINT_NAMES`` order),
+#: rows 21..41 the second.
+_V1_ROWS = np.array([_V1_DEFS[n][k] for k in range(2) for n in JOINT_NAMES])
+
+
+def observed_directions(x: Array) -> dict[str, tuple[Array, Array]]:
+    """x (..., 25, 3): the feature landmarks (``skeleton.FEATURE_LANDMARKS``) in camera axes.
+    Returns, per joint, the two observed (unnormalised) directions (..., 3)."""
+    y = _apply_rows(_V1_ROWS, x)
+    n = len(JOINT_NAMES)
+    return {name: (y[..., j, :], y[..., n + j, :]) for j, name in enumerate(JOINT_NAMES)}
+
+
 def _triad(v1: Array, v2: Array) -> Array:
     """(..., 3) x2 -> (..., 3, 3) orthonormal frame with columns v1, v1 x v2, v1 x (v1 x v2)."""
     t1 = rot._normalize(v1)
@@ -106,6 +146,7 @@ def _local_triads() -> np.ndarray:
 
 
 _LOCAL_TRIADS = _local_triads()
+_LOCAL_TRIADS_T = np.ascontiguousarray(np.swapaxes(_LOCAL_TRIADS, -1, -2))
 
 
 def prior_rotations(x: Array, version: int = 1) -> Array:
@@ -121,23 +162,26 @@ def prior_rotations(x: Array, version: int = 1) -> Array:
         return _prior_rotations_v2(x)
     if version != 1:
         raise ValueError(f"unknown prior version {version!r}; known: {PRIOR_VERSIONS}")
-    obs = observed_directions(x)
-    v1 = rot._stack([obs[n][0] for n in JOINT_NAMES], axis=-2)  # (..., 21, 3)
-    v2 = rot._stack([obs[n][1] for n in JOINT_NAMES], axis=-2)
-    world = _triad(v1, v2)                                       # (..., 21, 3, 3)
-    local = _LOCAL_TRIADS
-    if rot._is_torch(world):
-        import torch
-        local = torch.as_tensor(local, dtype=world.dtype, device=world.device)
-        return world @ local.transpose(-1, -2)
-    return world @ np.swapaxes(local.astype(world.dtype), -1, -2)
+    obs = _apply_rows(_V1_ROWS, x)                               # (..., 42, 3)
+    n = len(JOINT_NAMES)
+    world = _triad(obs[..., :n, :], obs[..., n:, :])              # (..., 21, 3, 3)
+    return world @ _as(_LOCAL_TRIADS_T, world)
+
+
+#: The six products of the determinant of a 3x3 matrix (flattened row-major): + the first
+#: three, - the last three.
+_DET_TERMS = (np.array([0, 1, 2, 2, 0, 1]), np.array([4, 5, 3, 4, 5, 3]),
+              np.array([8, 6, 7, 6, 7, 8]))
 
 
 def _det3(m: Array) -> Array:
     """Determinant of (..., 3, 3), written out (no LU: works in any dtype, fast for 3x3)."""
-    return (m[..., 0, 0] * (m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1])
-            - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
-            + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]))
+    from .kinematics import _take
+
+    m9 = m.reshape(m.shape[:-2] + (9,))
+    a, b, c = (_take(m9, i, -1) for i in _DET_TERMS)
+    p = a * b * c                                                  # (..., 6)
+    return p[..., :3].sum(-1) - p[..., 3:].sum(-1)
 
 
 def apply_prior(rot6d: Array, x: Array, version: int = 1) -> Array:
@@ -227,19 +271,16 @@ PRIOR_V2_SPEC: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def named_directions(x: Array) -> dict[str, Array]:
-    """x (..., 25, 3) feature landmarks in camera axes -> name -> unnormalised direction
-    (..., 3) between landmarks (the vocabulary of :data:`PRIOR_V2_SPEC`)."""
-    def p(name):
-        return x[..., _K[name], :]
-
+def _named_definitions(p) -> tuple[dict[str, Array], dict[str, tuple[Array, Array]]]:
+    """The directions of :func:`named_directions` written with ``p(name)``, a landmark's
+    position: (name -> linear direction, name -> the two linear factors of a cross product)."""
     hip = 0.5 * (p("left_hip") + p("right_hip"))
     sh = 0.5 * (p("left_shoulder") + p("right_shoulder"))
     ear = 0.5 * (p("left_ear") + p("right_ear"))
     d = {"up": sh - hip, "hip_line": p("left_hip") - p("right_hip"),
          "shoulder_line": p("left_shoulder") - p("right_shoulder"), "neck": ear - sh,
          "ear_line": p("left_ear") - p("right_ear"), "nose": p("nose") - ear}
-    d["torso_normal"] = rot._cross(d["hip_line"] + d["shoulder_line"], d["up"])
+    crossed = {"torso_normal": (d["hip_line"] + d["shoulder_line"], d["up"])}
     for s in ("right", "left"):
         sho, elb, wri = p(s + "_shoulder"), p(s + "_elbow"), p(s + "_wrist")
         idx, pinky = p(s + "_index"), p(s + "_pinky")
@@ -248,16 +289,39 @@ def named_directions(x: Array) -> dict[str, Array]:
         d[s + "_upper_arm"] = elb - sho
         d[s + "_forearm"] = wri - elb
         d[s + "_hand_line"] = idx - pinky
-        d[s + "_palm_normal"] = rot._cross(idx - wri, pinky - wri)
+        crossed[s + "_palm_normal"] = (idx - wri, pinky - wri)
         d[s + "_thumb"] = p(s + "_thumb") - wri
         d[s + "_thigh"] = p(s + "_knee") - p(s + "_hip")
         d[s + "_shin"] = p(s + "_ankle") - p(s + "_knee")
         d[s + "_foot"] = toe - heel
         d[s + "_foot_up"] = p(s + "_ankle") - 0.5 * (toe + heel)
-    return d
+    return d, crossed
 
 
-_DIR_NAMES = tuple(named_directions(np.zeros((25, 3))))
+_NAMED_LINEAR, _NAMED_CROSSED = _coefficients(_named_definitions)
+#: The names of :func:`named_directions`, in the order of :func:`_directions`' rows: the
+#: linear ones, then the cross products.
+_DIR_NAMES = tuple(_NAMED_LINEAR) + tuple(_NAMED_CROSSED)
+#: (L + 2C, 25): the L linear directions, the C first factors, the C second factors.
+_NAMED_ROWS = np.array(list(_NAMED_LINEAR.values()) + [a for a, _ in _NAMED_CROSSED.values()]
+                       + [b for _, b in _NAMED_CROSSED.values()])
+
+
+def _directions(x: Array) -> Array:
+    """x (..., 25, 3) -> (..., D, 3) the unnormalised directions named in :data:`_DIR_NAMES`."""
+    y = _apply_rows(_NAMED_ROWS, x)
+    n_lin, n_cross = len(_NAMED_LINEAR), len(_NAMED_CROSSED)
+    crossed = rot._cross(y[..., n_lin:n_lin + n_cross, :], y[..., n_lin + n_cross:, :])
+    from .kinematics import _cat
+
+    return _cat([y[..., :n_lin, :], crossed], -2)
+
+
+def named_directions(x: Array) -> dict[str, Array]:
+    """x (..., 25, 3) feature landmarks in camera axes -> name -> unnormalised direction
+    (..., 3) between landmarks (the vocabulary of :data:`PRIOR_V2_SPEC`)."""
+    dirs = _directions(x)
+    return {n: dirs[..., i, :] for i, n in enumerate(_DIR_NAMES)}
 
 
 def _twist_basis(t: Array, u: Array) -> Array:
@@ -351,21 +415,24 @@ PRIOR_V2: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]
 }
 
 
-def _v2_tables() -> tuple:
+def _v2_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(bone (21,): each joint's bone direction, an index of :data:`_DIR_NAMES`; blend
+    (42, D): rows 0..20 sum q_n of each joint's references, rows 21..41 sum q_tn; the local
+    triads (21, 3, 3) of (a, b), transposed)."""
     names = list(_DIR_NAMES)
-    bone = np.array([names.index(PRIOR_V2_SPEC[n][0]) for n in JOINT_NAMES])      # (21,)
-    pj, pr, pq = [], [], []
-    for j, n in enumerate(JOINT_NAMES):
-        for r, q in zip(PRIOR_V2_SPEC[n][1], PRIOR_V2[n][2], strict=True):
-            pj.append(j), pr.append(names.index(r)), pq.append(q)
-    scatter = np.zeros((len(JOINT_NAMES), len(pj)))                              # (21, P)
-    scatter[pj, np.arange(len(pj))] = 1.0
+    bone = np.array([names.index(PRIOR_V2_SPEC[n][0]) for n in JOINT_NAMES])
+    n = len(JOINT_NAMES)
+    blend = np.zeros((2 * n, len(names)))
+    for j, name in enumerate(JOINT_NAMES):
+        for r, q in zip(PRIOR_V2_SPEC[name][1], PRIOR_V2[name][2], strict=True):
+            blend[j, names.index(r)] += q[0]
+            blend[n + j, names.index(r)] += q[1]
     a = np.array([PRIOR_V2[n][0] for n in JOINT_NAMES], dtype=np.float64)
     b = np.array([PRIOR_V2[n][1] for n in JOINT_NAMES], dtype=np.float64)
-    return bone, np.array(pj), np.array(pr), np.array(pq, dtype=np.float64), scatter, _triad(a, b)
+    return bone, blend, np.ascontiguousarray(np.swapaxes(_triad(a, b), -1, -2))
 
 
-_V2_BONE, _V2_PAIR_JOINT, _V2_PAIR_REF, _V2_Q, _V2_SCATTER, _V2_LOCAL = _v2_tables()
+_V2_BONE, _V2_BLEND, _V2_LOCAL_T = _v2_tables()
 
 
 def _as(arr: np.ndarray, like: Array) -> Array:
@@ -373,16 +440,22 @@ def _as(arr: np.ndarray, like: Array) -> Array:
     if rot._is_torch(like):
         import torch
         return torch.as_tensor(arr, dtype=like.dtype, device=like.device)
-    return arr.astype(like.dtype)
+    return _cast(arr, like.dtype)
 
 
 def _prior_rotations_v2(x: Array) -> Array:
-    """Version 2 of :func:`prior_rotations` (see :data:`PRIOR_V2_SPEC`)."""
-    named = named_directions(x)
-    dirs = rot._normalize(rot._stack([named[n] for n in _DIR_NAMES], axis=-2))  # (..., D, 3)
-    t = dirs[..., _V2_BONE, :]                                                 # (..., 21, 3)
-    basis = _twist_basis(t[..., _V2_PAIR_JOINT, :], dirs[..., _V2_PAIR_REF, :])  # (..., P, 3, 2)
-    q = _as(_V2_Q, x)
-    contrib = basis[..., 0] * q[:, :1] + basis[..., 1] * q[:, 1:]              # (..., P, 3)
-    d = _as(_V2_SCATTER, x) @ contrib                                          # (..., 21, 3)
-    return _triad(t, d) @ _as(_V2_LOCAL, x).swapaxes(-1, -2)
+    """Version 2 of :func:`prior_rotations` (see :data:`PRIOR_V2_SPEC`).
+
+    For a joint with bone direction t and references r_k (unit), the blended direction
+    d = sum_k q_k0 (t x r_k) + q_k1 (t x (t x r_k)) is computed as
+    t x (u0 + t x u1), u0 = sum_k q_k0 r_k, u1 = sum_k q_k1 r_k (the cross product is linear):
+    one (42, D) product for all joints instead of two cross products per reference.
+    """
+    from .kinematics import _take
+
+    dirs = rot._normalize(_directions(x))                                      # (..., D, 3)
+    t = _take(dirs, _V2_BONE, -2)                                              # (..., 21, 3)
+    u = _apply_rows(_V2_BLEND, rot._normalize(dirs))                           # (..., 42, 3)
+    n = len(JOINT_NAMES)
+    d = rot._cross(t, u[..., :n, :] + rot._cross(t, u[..., n:, :]))           # (..., 21, 3)
+    return _triad(t, d) @ _as(_V2_LOCAL_T, x)

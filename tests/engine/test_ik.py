@@ -143,3 +143,126 @@ def test_version_2_is_re_derived_from_the_data(real_pair):
     fitted = ik.fit_prior_v2([(x, glob)])
     cos = [np.dot(ik.PRIOR_V2[n][0], fitted[n][0]) for n in ik.JOINT_NAMES]
     assert min(cos) > np.cos(np.radians(30)) and np.mean(cos) > 0.98
+
+
+# --- The previous implementation (directions one subtraction at a time, the v2 twist as one
+# --- pair of cross products per reference), written out: the fast one must equal it.
+def _old_point(x):
+    return lambda name: x[..., ik._K[name], :]
+
+
+def _old_observed_directions(x):
+    p = _old_point(x)
+    hip = 0.5 * (p("left_hip") + p("right_hip"))
+    sh = 0.5 * (p("left_shoulder") + p("right_shoulder"))
+    ear = 0.5 * (p("left_ear") + p("right_ear"))
+    up, hip_line = sh - hip, p("left_hip") - p("right_hip")
+    sh_line = p("left_shoulder") - p("right_shoulder")
+    out = {"Hips": (hip_line, up)}
+    for n in ("Spine", "Spine1", "Spine2", "Spine3"):
+        out[n] = (sh_line, up)
+    out["Neck"] = (ear - sh, sh_line)
+    out["Head"] = (p("left_ear") - p("right_ear"), p("nose") - ear)
+    for s, S in (("right", "Right"), ("left", "Left")):
+        sho, elb, wri = p(s + "_shoulder"), p(s + "_elbow"), p(s + "_wrist")
+        hand = 0.5 * (p(s + "_index") + p(s + "_pinky"))
+        hp, kn, an = p(s + "_hip"), p(s + "_knee"), p(s + "_ankle")
+        toe, heel = p(s + "_foot_index"), p(s + "_heel")
+        out[S + "Shoulder"] = (sho - sh, up)
+        out[S + "Arm"] = (elb - sho, wri - elb)
+        out[S + "ForeArm"] = (wri - elb, elb - sho)
+        out[S + "Hand"] = (hand - wri, p(s + "_index") - p(s + "_pinky"))
+        out[S + "UpLeg"] = (kn - hp, an - kn)
+        out[S + "Leg"] = (an - kn, kn - hp)
+        out[S + "Foot"] = (toe - heel, an - 0.5 * (toe + heel))
+    return out
+
+
+def _old_named_directions(x):
+    from engine import rotations as rot
+    p = _old_point(x)
+    hip = 0.5 * (p("left_hip") + p("right_hip"))
+    sh = 0.5 * (p("left_shoulder") + p("right_shoulder"))
+    ear = 0.5 * (p("left_ear") + p("right_ear"))
+    d = {"up": sh - hip, "hip_line": p("left_hip") - p("right_hip"),
+         "shoulder_line": p("left_shoulder") - p("right_shoulder"), "neck": ear - sh,
+         "ear_line": p("left_ear") - p("right_ear"), "nose": p("nose") - ear}
+    d["torso_normal"] = rot._cross(d["hip_line"] + d["shoulder_line"], d["up"])
+    for s in ("right", "left"):
+        sho, elb, wri = p(s + "_shoulder"), p(s + "_elbow"), p(s + "_wrist")
+        idx, pinky = p(s + "_index"), p(s + "_pinky")
+        toe, heel = p(s + "_foot_index"), p(s + "_heel")
+        d[s + "_clavicle"], d[s + "_upper_arm"], d[s + "_forearm"] = sho - sh, elb - sho, wri - elb
+        d[s + "_hand_line"] = idx - pinky
+        d[s + "_palm_normal"] = rot._cross(idx - wri, pinky - wri)
+        d[s + "_thumb"] = p(s + "_thumb") - wri
+        d[s + "_thigh"] = p(s + "_knee") - p(s + "_hip")
+        d[s + "_shin"] = p(s + "_ankle") - p(s + "_knee")
+        d[s + "_foot"] = toe - heel
+        d[s + "_foot_up"] = p(s + "_ankle") - 0.5 * (toe + heel)
+    return d
+
+
+def _old_prior_v2(x):
+    from engine import rotations as rot
+    named = _old_named_directions(x)
+    g = []
+    for n in ik.JOINT_NAMES:
+        bone, refs = ik.PRIOR_V2_SPEC[n]
+        a, b, q = ik.PRIOR_V2[n]
+        t = rot._normalize(named[bone])
+        d = 0
+        for r, (q0, q1) in zip(refs, q):
+            basis = ik._twist_basis(t, rot._normalize(named[r]))      # (..., 3, 2)
+            d = d + q0 * basis[..., 0] + q1 * basis[..., 1]
+        local = ik._triad(np.array(a), np.array(b))
+        g.append(ik._triad(t, d) @ np.swapaxes(local, -1, -2).astype(x.dtype))
+    return np.stack(g, axis=-3)
+
+
+def _old_det3(m):
+    return (m[..., 0, 0] * (m[..., 1, 1] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 1])
+            - m[..., 0, 1] * (m[..., 1, 0] * m[..., 2, 2] - m[..., 1, 2] * m[..., 2, 0])
+            + m[..., 0, 2] * (m[..., 1, 0] * m[..., 2, 1] - m[..., 1, 1] * m[..., 2, 0]))
+
+
+def _inputs():
+    rng = np.random.default_rng(5)
+    straight = np.zeros((25, 3))
+    straight[:, 1] = np.linspace(-1, 1, 25)
+    return rng.normal(size=(6, 25, 3)), np.stack([straight, np.zeros((25, 3))])
+
+
+def test_directions_and_priors_equal_the_written_out_previous_ones(real_pair):
+    random, degenerate = _inputs()
+    for x in (random, real_pair[0][:50], degenerate, random[0]):
+        obs, old_obs = ik.observed_directions(x), _old_observed_directions(x)
+        for n in ik.JOINT_NAMES:
+            for k in range(2):
+                np.testing.assert_allclose(obs[n][k], old_obs[n][k], atol=1e-14)
+        named, old_named = ik.named_directions(x), _old_named_directions(x)
+        assert set(named) == set(old_named)
+        for n in named:
+            np.testing.assert_allclose(named[n], old_named[n], atol=1e-14)
+        np.testing.assert_allclose(ik.prior_rotations(x, 2), _old_prior_v2(x), atol=1e-12)
+        g = ik.prior_rotations(x, 1)
+        np.testing.assert_allclose(ik._det3(g), _old_det3(g), atol=1e-14)
+    x32 = real_pair[0][:50].astype(np.float32)
+    for version, old in ((1, _v1_reference), (2, _old_prior_v2)):
+        g = ik.prior_rotations(x32, version)
+        assert g.dtype == np.float32
+        np.testing.assert_allclose(g, old(x32), atol=2e-5)
+        t = ik.prior_rotations(torch.from_numpy(x32), version)
+        assert t.dtype == torch.float32
+        np.testing.assert_allclose(t.numpy(), g, atol=2e-5)
+        np.testing.assert_allclose(ik._det3(torch.from_numpy(g)).numpy(), _old_det3(g), atol=1e-6)
+
+
+def test_version_1_equals_the_written_out_directions():
+    x = np.random.default_rng(6).normal(size=(5, 25, 3))
+    a = np.array([ik.LOCAL_AXES[n] for n in ik.JOINT_NAMES])
+    obs = _old_observed_directions(x)
+    world = ik._triad(np.stack([obs[n][0] for n in ik.JOINT_NAMES], -2),
+                      np.stack([obs[n][1] for n in ik.JOINT_NAMES], -2))
+    ref = world @ np.swapaxes(ik._triad(a[:, 0], a[:, 1]), -1, -2)
+    np.testing.assert_allclose(ik.prior_rotations(x, 1), ref, atol=1e-12)
