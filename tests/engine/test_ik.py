@@ -1,7 +1,7 @@
 """engine.ik: the geometric prior is a proper rotation, backend-independent, re-derivable from
 the shared data, and already close to the ground truth before any learning. Version 2 (twist
-blended from several references) beats version 1 on the held-out sequence; version 1, the
-prior of the shipped weights, is unchanged."""
+blended from several references) beats version 1 on the held-out sequence and is the prior of
+the shipped weights; version 1 (older checkpoints) is unchanged."""
 import numpy as np
 import pytest
 import torch
@@ -91,13 +91,13 @@ def test_version_1_is_unchanged_and_old_configs_keep_it():
     assert ModelConfig.from_dict({"geometric_prior": True}).prior_version == 1
 
 
-def test_shipped_weights_keep_prior_version_1():
+def test_shipped_weights_use_prior_version_2():
     from engine.checkpoint import load_model
     from engine.inference import DEFAULT_WEIGHTS
     if not DEFAULT_WEIGHTS.is_file():
         pytest.skip("no shipped weights")
     model, _ = load_model(DEFAULT_WEIGHTS)
-    assert model.cfg.geometric_prior and model.cfg.prior_version == 1
+    assert model.cfg.geometric_prior and model.cfg.prior_version == 2
 
 
 @pytest.mark.parametrize("version", ik.PRIOR_VERSIONS)
