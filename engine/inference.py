@@ -494,6 +494,26 @@ def slots_to_prediction(slots: np.ndarray, valid: np.ndarray, coverage: Coverage
                       root_translation=root, valid=valid.astype(bool), coverage=coverage)
 
 
+def frame_to_prediction(slots: np.ndarray, valid: bool, coverage: Coverage,
+                        offsets: np.ndarray = DEFAULT_OFFSETS,
+                        prev_quats: np.ndarray | None = None) -> Prediction:
+    """One frame's filled slots (22, 6) float32 -> :class:`Prediction` of one frame: the same
+    conversion as :func:`slots_to_prediction` on ``slots[None]``, in fewer array calls (the
+    streaming path). ``slots`` becomes the frame's ``local_6d`` (rotations re-orthonormalised
+    in place). ``prev_quats`` (21, 4): the frame before, for continuous signs."""
+    mats = rot.rotation_6d_to_matrix(slots[1:])                     # root + 20 local (21, 3, 3)
+    glob = local_to_global(mats[0], mats[1:])                       # (21, 3, 3)
+    q = rot.matrix_to_quaternion(glob).astype(np.float32)           # (21, 4)
+    if prev_quats is not None:                                      # as _continuous_quats
+        q *= np.where(np.einsum("ij,ij->i", q, prev_quats) < 0, np.float32(-1),
+                      np.float32(1))[:, None]
+    joints = forward_kinematics(glob, offsets).astype(np.float32, copy=False)
+    slots[1:] = rot.matrix_to_rotation_6d(mats)
+    return Prediction(local_6d=slots[None], global_quats=q[None], joints=joints[None],
+                      root_translation=slots[None, 0, 3:6].copy(),
+                      valid=np.array([valid]), coverage=coverage)
+
+
 # ---------------------------------------------------------------------------------------------
 # Predictors
 # ---------------------------------------------------------------------------------------------
@@ -711,20 +731,22 @@ class StreamingPredictor:
             if self._filter is not None:
                 slots = self._filter(slots).astype(np.float32)
             self._last, self._seen_valid, self._in_gap = slots, True, False
-            c = dataclasses.replace(c, valid_frames=c.valid_frames + 1)
+            c = Coverage(frames=c.frames + 1, valid_frames=c.valid_frames + 1, gaps=c.gaps,
+                         longest_gap=c.longest_gap, held_frames=c.held_frames,
+                         rest_frames=c.rest_frames)
         else:
             if self._filter is not None:
                 self._filter.reset()
             slots = self._last.copy()
             slots[0, 0:3] = 0.0
             run = (self._run + 1) if self._in_gap else 1
-            c = dataclasses.replace(
-                c, gaps=c.gaps + (not self._in_gap), longest_gap=max(c.longest_gap, run),
-                held_frames=c.held_frames + self._seen_valid,
-                rest_frames=c.rest_frames + (not self._seen_valid))
+            c = Coverage(frames=c.frames + 1, valid_frames=c.valid_frames,
+                         gaps=c.gaps + (not self._in_gap), longest_gap=max(c.longest_gap, run),
+                         held_frames=c.held_frames + self._seen_valid,
+                         rest_frames=c.rest_frames + (not self._seen_valid))
             self._in_gap, self._run = True, run
-        self._cov = dataclasses.replace(c, frames=c.frames + 1)
-        pred = slots_to_prediction(slots[None], valid, self._cov, self.predictor.offsets,
+        self._cov = c  # (streaming never interpolates: interpolated_frames stays 0)
+        pred = frame_to_prediction(slots.copy(), bool(valid[0]), c, self.predictor.offsets,
                                    self._last_quats)
         self._last_quats = pred.global_quats[0]
         return pred

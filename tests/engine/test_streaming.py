@@ -112,3 +112,22 @@ def test_numpy_backend_streams_like_its_batch(model, lm, tmp_path):
     stream = predictor.stream(fps=FPS)
     got = np.concatenate([stream.push(f).local_6d for f in lm[:120]])
     np.testing.assert_allclose(got[batch.valid], batch.local_6d[batch.valid], atol=1e-5)
+
+
+def test_frame_conversion_equals_the_batch_conversion():
+    """The streaming path's one-frame conversion equals slots_to_prediction frame by frame,
+    quaternion signs carried over (random, non-orthonormal 6D: both re-orthonormalise)."""
+    rng = np.random.default_rng(7)
+    slots = rng.normal(size=(6, 22, 6)).astype(np.float32)
+    offsets = rng.normal(size=(21, 3)).astype(np.float32)
+    cov = inf.Coverage(frames=6)
+    ref = inf.slots_to_prediction(slots, np.ones(6, bool), cov, offsets)
+    assert (ref.global_quats[1:, :, 0] < 0).any()  # some signs were carried over (w < 0)
+    prev = None
+    for i in range(6):
+        got = inf.frame_to_prediction(slots[i].copy(), True, cov, offsets, prev)
+        for name in ("local_6d", "global_quats", "joints", "root_translation"):
+            assert getattr(got, name).dtype == np.float32
+            np.testing.assert_allclose(getattr(got, name)[0], getattr(ref, name)[i], atol=1e-6)
+        assert got.valid.tolist() == [True] and got.coverage is cov
+        prev = got.global_quats[0]
