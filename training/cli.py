@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "animate": ("training.animate", "video -> animated armature (.blend / .bvh / .fbx / preview)"),
     "live": ("training.live", "BlazePose + streaming engine on a camera or video"),
     "export": ("training.export", "a training checkpoint -> safetensors weights"),
+    "crossval": ("training.crossval", "leave-one-sequence-out: real data alone vs real + data engine"),
     "synth": ("training.synth", "data engine: BlazePose on rendered bodies moving with GT motion"),
 }
 
