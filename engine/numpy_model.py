@@ -275,25 +275,25 @@ class NumpyMotionTransformer:
         rope[1, 0], rope[1, 1] = -sin, sin
         bias = cache.bias
         bias[slot] = 0.0  # a frame always sees itself
-        for i, (ln1_w, ln1_b, qkv_w, qkv_b, proj_w, proj_b, ln2_w, ln2_b, up_w, up_b, down_w,
-                down_b) in enumerate(w["blocks"]):
-            qkv = _matvec(qkv_w, _layer_norm_1d(x, ln1_w, ln1_b)) + qkv_b  # (3C,)
+        for i, (qkv_w, qkv_b, proj_w, proj_b, up_w, up_b, down_w, down_b) \
+                in enumerate(w["blocks"]):
+            qkv = _matvec(qkv_w, _standardize_1d(x)) + qkv_b               # (3C,), q scaled
             qk = qkv[:2 * c].reshape(2 * n_heads, 2, d // 2)           # q and k heads, halves
             qk = qk * rope[0] + qk[:, ::-1] * rope[1]                   # RoPE at frame t
             cache.k[i, :, slot] = qk[n_heads:].reshape(n_heads, d)
             cache.v[i, :, slot] = qkv[2 * c:].reshape(n_heads, d)
-            q = qk[:n_heads].reshape(n_heads, d, 1) * w["scale"]
+            q = qk[:n_heads].reshape(n_heads, d, 1)
             scores = np.matmul(cache.k[i], q)[..., 0] + bias            # (H, window)
             att = np.exp(scores - scores.max(axis=-1, keepdims=True))
             att /= att.sum(axis=-1, keepdims=True)
             y = np.matmul(att[:, None], cache.v[i]).reshape(c)          # (H, 1, D) -> (C,)
             x = x + (_matvec(proj_w, y) + proj_b)
-            h = gelu(_matvec(up_w, _layer_norm_1d(x, ln2_w, ln2_b)) + up_b)
+            h = gelu(_matvec(up_w, _standardize_1d(x)) + up_b)
             x = x + (_matvec(down_w, h) + down_b)
         if not valid:
             bias[slot] = -np.inf  # not a key for later frames
         cache.t = t + 1
-        hidden = gelu(_matvec(w["head_w"], _layer_norm_1d(x, w["lnf_w"], w["lnf_b"])) + w["head_b"])
+        hidden = gelu(_matvec(w["head_w"], _standardize_1d(x)) + w["head_b"])
         root = _matvec(w["root_w"], hidden[:c]) + w["root_b"]          # (12,)
         body = _matvec(w["body_w"], hidden[c:]) + w["body_b"]          # (120,)
         out = np.empty((NUM_SLOTS, 6), dtype=np.float32)
@@ -307,35 +307,50 @@ class NumpyMotionTransformer:
 
     def _prepare_frame_weights(self) -> dict:
         """The arrays of :meth:`step_frame`: contiguous float32, matrices as row blocks
-        (:func:`_row_blocks`), the two heads' first layers stacked into one (2C, C) matrix."""
+        (:func:`_row_blocks`), the two heads' first layers stacked into one (2C, C) matrix.
+
+        Each LayerNorm's weight and bias are folded into the linear layer after it
+        (W diag(g) and W b + bias, in float64), and the attention scale 1/sqrt(D) into the
+        query rows of ``qkv`` (RoPE is linear): the frame path standardises, then multiplies.
+        """
         p = self.p
-        d = self.d_model // self.n_heads
+        c = self.d_model
+        d = c // self.n_heads
 
         def arr(name):
             return np.ascontiguousarray(p[name], dtype=np.float32)
 
-        def mat(name):
-            return _row_blocks(p[name])
+        def folded(ln: str, lin: str, row_scale=None):
+            """(row blocks of W diag(g), W b + bias) for LayerNorm ``ln`` then linear ``lin``
+            (``lin`` may be a (weight, bias) pair of arrays); rows times ``row_scale``."""
+            w_, b_ = (p[f"{lin}.weight"], p[f"{lin}.bias"]) if isinstance(lin, str) else lin
+            w_, b_ = w_.astype(np.float64), b_.astype(np.float64)
+            bias = w_ @ p[f"{ln}.bias"].astype(np.float64) + b_
+            w_ = w_ * p[f"{ln}.weight"].astype(np.float64)[None, :]
+            if row_scale is not None:
+                w_, bias = w_ * row_scale[:, None], bias * row_scale
+            return _row_blocks(w_.astype(np.float32)), bias.astype(np.float32)
+
+        q_scale = np.ones(3 * c)
+        q_scale[:c] = 1.0 / math.sqrt(d)
         blocks = []
         for i in range(self.n_layers):
             b = f"blocks.{i}."
-            blocks.append((arr(b + "ln1.weight"), arr(b + "ln1.bias"),
-                           mat(b + "attn.qkv.weight"), arr(b + "attn.qkv.bias"),
-                           mat(b + "attn.proj.weight"), arr(b + "attn.proj.bias"),
-                           arr(b + "ln2.weight"), arr(b + "ln2.bias"),
-                           mat(b + "mlp.0.weight"), arr(b + "mlp.0.bias"),
-                           mat(b + "mlp.2.weight"), arr(b + "mlp.2.bias")))
+            blocks.append((*folded(b + "ln1", b + "attn.qkv", q_scale),
+                           _row_blocks(p[b + "attn.proj.weight"]), arr(b + "attn.proj.bias"),
+                           *folded(b + "ln2", b + "mlp.0"),
+                           _row_blocks(p[b + "mlp.2.weight"]), arr(b + "mlp.2.bias")))
+        head_w, head_b = folded("ln_f", (np.concatenate([p["root_head.0.weight"],
+                                                         p["body_head.0.weight"]]),
+                                         np.concatenate([p["root_head.0.bias"],
+                                                         p["body_head.0.bias"]])))
         self._frame_weights = {
             "mean": arr("input_mean"), "std": arr("input_std"),
-            "in_w": mat("input_proj.weight"), "in_b": arr("input_proj.bias"),
-            "blocks": blocks, "lnf_w": arr("ln_f.weight"), "lnf_b": arr("ln_f.bias"),
-            "head_w": _row_blocks(np.concatenate([p["root_head.0.weight"],
-                                                  p["body_head.0.weight"]])),
-            "head_b": np.concatenate([arr("root_head.0.bias"), arr("body_head.0.bias")]),
-            "root_w": mat("root_head.2.weight"), "root_b": arr("root_head.2.bias"),
-            "body_w": mat("body_head.2.weight"), "body_b": arr("body_head.2.bias"),
+            "in_w": _row_blocks(p["input_proj.weight"]), "in_b": arr("input_proj.bias"),
+            "blocks": blocks, "head_w": head_w, "head_b": head_b,
+            "root_w": _row_blocks(p["root_head.2.weight"]), "root_b": arr("root_head.2.bias"),
+            "body_w": _row_blocks(p["body_head.2.weight"]), "body_b": arr("body_head.2.bias"),
             "inv_freq": 1.0 / (self.rope_base ** (np.arange(0, d, 2, dtype=np.float64) / d)),
-            "scale": np.float32(1.0 / math.sqrt(d)),
         }
         return self._frame_weights
 
@@ -375,14 +390,13 @@ def _matvec(w: np.ndarray, x: np.ndarray) -> np.ndarray:
     return np.matmul(w, x).reshape(-1)
 
 
-def _layer_norm_1d(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """:func:`layer_norm` of one vector x (C,), in fewer NumPy calls (Python float scalars:
-    NumPy scalar arithmetic costs microseconds)."""
+def _standardize_1d(x: np.ndarray) -> np.ndarray:
+    """:func:`layer_norm` of one vector x (C,) without its weight and bias (folded into the
+    next layer), in few NumPy calls (Python float scalars: NumPy scalar arithmetic costs
+    microseconds)."""
     n = x.shape[0]
     d = x - np.float32(float(np.add.reduce(x)) / n)
     d *= np.float32(1.0 / math.sqrt(float(np.dot(d, d)) / n + LN_EPS))
-    d *= w
-    d += b
     return d
 
 
