@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.debug:
         quiet_native_logs()
+    try:
+        import anny  # noqa: F401 (optional: checked here so the error is one clear line)
+    except ImportError as err:
+        raise InputError(f"the data engine needs the optional package anny ({err}): "
+                         f"run make synth-install") from err
     if args.size < 128:
         raise InputError(f"--size must be at least 128 pixels, got {args.size}")
     if not 0.0 <= args.tc_fraction <= 1.0:

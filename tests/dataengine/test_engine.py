@@ -8,8 +8,6 @@ import numpy as np
 from engine.kinematics import forward_kinematics
 from engine.skeleton import EVAL_BLAZEPOSE_INDICES, EVAL_JOINT_INDICES, JOINT_INDEX
 
-from conftest import FRAMES
-
 
 def _entries(out):
     from dataengine.engine import read_manifest
@@ -26,7 +24,8 @@ def test_same_seed_same_manifest_and_ground_truth(synth_cfg, synth_run, tmp_path
     ca, cb = (read_clip(d / "clips" / "clip_000000.npz") for d in (synth_run, tmp_path))
     for key in ("positions", "rotations", "offsets", "camera"):
         np.testing.assert_array_equal(ca[key], cb[key])
-    assert ca["landmarks"].shape == (FRAMES, 33, 10) and ca["landmarks"].dtype == np.float32
+    k = synth_cfg.frames_per_clip
+    assert ca["landmarks"].shape == (k, 33, 10) and ca["landmarks"].dtype == np.float32
 
 
 def test_another_seed_gives_another_clip(synth_cfg, synth_run, maker):
@@ -69,7 +68,7 @@ def test_other_settings_into_the_same_folder_are_refused(synth_cfg, synth_run, t
 
     shutil.copytree(synth_run, tmp_path / "run")
     with pytest.raises(InputError, match="frames_per_clip"):
-        generate(replace(synth_cfg, frames_per_clip=FRAMES + 1), tmp_path / "run", clips=1)
+        generate(replace(synth_cfg, frames_per_clip=synth_cfg.frames_per_clip + 1), tmp_path / "run", clips=1)
 
 
 def test_ground_truth_is_the_rendered_body(synth_run):
@@ -110,7 +109,7 @@ def test_blazepose_sees_the_rendered_joints_on_an_easy_view(maker):
     assert json.loads(json.dumps(res["entry"]))["camera"]["width"] == 640
 
 
-def test_prepare_reads_the_engine_output(synth_run, totalcapture_dir, tmp_path):
+def test_prepare_reads_the_engine_output(synth_cfg, synth_run, totalcapture_dir, tmp_path):
     from engine.data import load_dataset_map, load_sequence
     from training.prepare import PrepareConfig, prepare_totalcapture
 
@@ -120,7 +119,8 @@ def test_prepare_reads_the_engine_output(synth_run, totalcapture_dir, tmp_path):
     eng = [e for e in load_dataset_map(tmp_path) if e["source_format"] == "dataengine"]
     assert len(eng) == 1 and eng[0]["weight"] == 0.25 and eng[0]["split_train"]
     seq = load_sequence(tmp_path, eng[0])
-    assert seq["landmarks"].shape == (FRAMES, 33, 10) and seq["target"].shape == (FRAMES, 22, 6)
+    k = synth_cfg.frames_per_clip
+    assert seq["landmarks"].shape == (k, 33, 10) and seq["target"].shape == (k, 22, 6)
 
 
 def test_a_clip_where_blazepose_finds_nobody_stops_early(maker, monkeypatch):
@@ -142,3 +142,17 @@ def test_a_clip_where_blazepose_finds_nobody_stops_early(maker, monkeypatch):
     assert "aborted" in res["entry"]
     assert res["arrays"]["landmarks"].shape == (3, 33, 10)
     assert res["arrays"]["positions"].shape == (3, 21, 3)
+
+
+def test_command_line_makes_the_same_clip(synth_cfg, synth_run, tmp_path, capsys):
+    from training.cli import main
+
+    rc = main(["synth", "--totalcapture", str(synth_cfg.totalcapture), "--out", str(tmp_path),
+               "--clips", "1", "--frames-per-clip", str(synth_cfg.frames_per_clip),
+               "--seed", str(synth_cfg.seed), "--size", str(synth_cfg.view.size),
+               "--sequences", ",".join(synth_cfg.sequences)])
+    assert rc == 0
+    assert "landmark frames/hour" in capsys.readouterr().out
+    assert _entries(tmp_path) == _entries(synth_run)
+    assert main(["synth", "--totalcapture", str(synth_cfg.totalcapture), "--out", str(tmp_path),
+                 "--clips", "1", "--size", "100"]) == 2
