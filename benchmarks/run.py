@@ -1,7 +1,7 @@
 """Blaze2Cap speed and memory benchmark (``make bench``): one table, also written as JSON.
 
     .venv/bin/python benchmarks/run.py [--json benchmarks/results.json] [--markdown F.md]
-                                       [--runs 5] [--threads 1] [--checkpoint W] [--quick]
+                                       [--runs 5] [--threads 1] [--weights W] [--quick]
                                        [--only SECTION ...]   (e.g. --only streaming)
 
 Figures (each the median of several runs; the table says how many):
@@ -131,7 +131,7 @@ def make_weights(folder: Path, checkpoint: Path | None, tiny: bool) -> tuple[Pat
     from engine.inference import DEFAULT_WEIGHTS
 
     if checkpoint is not None:
-        return checkpoint, f"{checkpoint.name}"
+        return checkpoint, f"{checkpoint.parent.name}/{checkpoint.name}"
     if DEFAULT_WEIGHTS.is_file() and not tiny:
         return DEFAULT_WEIGHTS, "shipped weights"
     import torch
@@ -413,8 +413,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=5, help="runs per fast figure (median)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (default 1: one core of a shared 2-core box)")
-    parser.add_argument("--checkpoint", type=Path, default=None,
-                        help="weights (default: the shipped ones, else a random default model)")
+    parser.add_argument("--checkpoint", "--weights", type=Path, default=None,
+                        help="weights, .safetensors or a torch .pt checkpoint (default: the "
+                             "shipped ones, else a random default model)")
     parser.add_argument("--quick", action="store_true",
                         help="tiny sizes, one run each: checks the script, not the machine")
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=None, metavar="SECTION",
