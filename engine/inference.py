@@ -505,8 +505,8 @@ def frame_to_prediction(slots: np.ndarray, valid: bool, coverage: Coverage,
     glob = local_to_global(mats[0], mats[1:])                       # (21, 3, 3)
     q = rot.matrix_to_quaternion(glob).astype(np.float32)           # (21, 4)
     if prev_quats is not None:                                      # as _continuous_quats
-        q *= np.where(np.einsum("ij,ij->i", q, prev_quats) < 0, np.float32(-1),
-                      np.float32(1))[:, None]
+        flip = np.add.reduce(q * prev_quats, axis=-1) < 0
+        np.negative(q, out=q, where=flip[:, None])
     joints = forward_kinematics(glob, offsets).astype(np.float32, copy=False)
     slots[1:] = rot.matrix_to_rotation_6d(mats)
     return Prediction(local_6d=slots[None], global_quats=q[None], joints=joints[None],
