@@ -449,7 +449,8 @@ def _prior_rotations_v2(x: Array) -> Array:
     For a joint with bone direction t and references r_k (unit), the blended direction
     d = sum_k q_k0 (t x r_k) + q_k1 (t x (t x r_k)) is computed as
     t x (u0 + t x u1), u0 = sum_k q_k0 r_k, u1 = sum_k q_k1 r_k (the cross product is linear):
-    one (42, D) product for all joints instead of two cross products per reference.
+    one (42, D) product for all joints instead of two cross products per reference. Equal to
+    ``_triad(t, d)`` to float rounding (tests: the written-out previous implementation).
     """
     from .kinematics import _take
 
@@ -457,5 +458,10 @@ def _prior_rotations_v2(x: Array) -> Array:
     t = _take(dirs, _V2_BONE, -2)                                              # (..., 21, 3)
     u = _apply_rows(_V2_BLEND, rot._normalize(dirs))                           # (..., 42, 3)
     n = len(JOINT_NAMES)
-    d = rot._cross(t, u[..., :n, :] + rot._cross(t, u[..., n:, :]))           # (..., 21, 3)
-    return _triad(t, d) @ _as(_V2_LOCAL_T, x)
+    w = u[..., :n, :] + rot._cross(t, u[..., n:, :])                           # d = t x w
+    # TRIAD(t, d): t1 = normalise(t); its second column normalise(t1 x d) is that of
+    # t1 x (t1 x w) = t1 (t1 . w) - w (t1 parallel to t), without the two cross products.
+    t1 = rot._normalize(t)
+    t2 = rot._normalize(t1 * (t1 * w).sum(-1)[..., None] - w)
+    world = rot._stack([t1, t2, rot._cross(t1, t2)], axis=-1)                 # (..., 21, 3, 3)
+    return world @ _as(_V2_LOCAL_T, x)
