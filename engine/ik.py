@@ -195,6 +195,16 @@ def apply_prior(rot6d: Array, x: Array, version: int = 1) -> Array:
     all-zero landmarks) keep the residual alone. ``version``: that of :func:`prior_rotations`
     (``ModelConfig.prior_version``: weights keep the prior they were trained with).
     """
+    m = apply_prior_matrices(rot6d, x, version)
+    if rot._is_torch(m):
+        return rot.matrix_to_rotation_6d(m)
+    return rot.matrix_to_rotation_6d(m).astype(rot6d.dtype, copy=False)
+
+
+def apply_prior_matrices(rot6d: Array, x: Array, version: int = 1) -> Array:
+    """:func:`apply_prior` as rotation matrices (..., 21, 3, 3) (Hips global, joints 1..20
+    local, bone-local -> parent), before their conversion to 6D (torch: float32). NumPy: in
+    the dtype of ``rot6d`` and ``x`` (the streaming path keeps them to skip decoding)."""
     from .kinematics import global_to_local
 
     if rot._is_torch(x):
@@ -205,11 +215,11 @@ def apply_prior(rot6d: Array, x: Array, version: int = 1) -> Array:
             eye = torch.eye(3, dtype=g.dtype, device=g.device)
             g = torch.where((_det3(g) > 0.5)[..., None, None], g, eye)
             prior = torch.cat([g[..., :1, :, :], global_to_local(g)], dim=-3)
-            return rot.matrix_to_rotation_6d(prior @ rot.rotation_6d_to_matrix(rot6d.float()))
+            return prior @ rot.rotation_6d_to_matrix(rot6d.float())
     g = prior_rotations(x, version)
     g = np.where((_det3(g) > 0.5)[..., None, None], g, np.eye(3, dtype=g.dtype))
     prior = np.concatenate([g[..., :1, :, :], global_to_local(g)], axis=-3)
-    return rot.matrix_to_rotation_6d(prior @ rot.rotation_6d_to_matrix(rot6d)).astype(rot6d.dtype)
+    return prior @ rot.rotation_6d_to_matrix(rot6d)
 
 
 def fit_local_axes(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:

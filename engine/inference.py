@@ -496,19 +496,23 @@ def slots_to_prediction(slots: np.ndarray, valid: np.ndarray, coverage: Coverage
 
 def frame_to_prediction(slots: np.ndarray, valid: bool, coverage: Coverage,
                         offsets: np.ndarray = DEFAULT_OFFSETS,
-                        prev_quats: np.ndarray | None = None) -> Prediction:
+                        prev_quats: np.ndarray | None = None,
+                        mats: np.ndarray | None = None) -> Prediction:
     """One frame's filled slots (22, 6) float32 -> :class:`Prediction` of one frame: the same
     conversion as :func:`slots_to_prediction` on ``slots[None]``, in fewer array calls (the
     streaming path). ``slots`` becomes the frame's ``local_6d`` (rotations re-orthonormalised
-    in place). ``prev_quats`` (21, 4): the frame before, for continuous signs."""
-    mats = rot.rotation_6d_to_matrix(slots[1:])                     # root + 20 local (21, 3, 3)
+    in place). ``prev_quats`` (21, 4): the frame before, for continuous signs. ``mats``
+    (21, 3, 3): the rotations slots 1..21 encode, when the caller has them (the network's
+    prior composition): used as they are (orthonormal to float rounding), not decoded again."""
+    if mats is None:
+        mats = rot.rotation_6d_to_matrix(slots[1:])                 # root + 20 local (21, 3, 3)
+        slots[1:] = rot.matrix_to_rotation_6d(mats)
     glob = local_to_global(mats[0], mats[1:])                       # (21, 3, 3)
     q = rot.matrix_to_quaternion(glob).astype(np.float32)           # (21, 4)
     if prev_quats is not None:                                      # as _continuous_quats
         flip = np.add.reduce(q * prev_quats, axis=-1) < 0
         np.negative(q, out=q, where=flip[:, None])
     joints = forward_kinematics(glob, offsets).astype(np.float32, copy=False)
-    slots[1:] = rot.matrix_to_rotation_6d(mats)
     return Prediction(local_6d=slots[None], global_quats=q[None], joints=joints[None],
                       root_translation=slots[None, 0, 3:6].copy(),
                       valid=np.array([valid]), coverage=coverage)
@@ -721,15 +725,17 @@ class StreamingPredictor:
                 f"a frame must have shape ({NUM_BLAZEPOSE}, {NUM_CHANNELS}), got {frame.shape}")
         feats, valid, self._state = compute_features(frame[None], self.aspect, self._state,
                                                      self.focal)
+        mats = None  # the rotations the slots encode, when the network gives them
         if self._net is not None:
-            slots = self._net.step_frame(feats[0], bool(valid[0]), self._cache)
+            slots, mats = self._net.step_frame(feats[0], bool(valid[0]), self._cache,
+                                               matrices=True)
         else:
             out, self._cache = self.predictor.backend.step(feats, valid, self._cache)
             slots = out[0]
         c = self._cov
         if valid[0]:
             if self._filter is not None:
-                slots = self._filter(slots).astype(np.float32)
+                slots, mats = self._filter(slots).astype(np.float32), None
             self._last, self._seen_valid, self._in_gap = slots, True, False
             c = Coverage(frames=c.frames + 1, valid_frames=c.valid_frames + 1, gaps=c.gaps,
                          longest_gap=c.longest_gap, held_frames=c.held_frames,
@@ -737,7 +743,7 @@ class StreamingPredictor:
         else:
             if self._filter is not None:
                 self._filter.reset()
-            slots = self._last.copy()
+            slots, mats = self._last.copy(), None
             slots[0, 0:3] = 0.0
             run = (self._run + 1) if self._in_gap else 1
             c = Coverage(frames=c.frames + 1, valid_frames=c.valid_frames,
@@ -747,6 +753,6 @@ class StreamingPredictor:
             self._in_gap, self._run = True, run
         self._cov = c  # (streaming never interpolates: interpolated_frames stays 0)
         pred = frame_to_prediction(slots.copy(), bool(valid[0]), c, self.predictor.offsets,
-                                   self._last_quats)
+                                   self._last_quats, mats)
         self._last_quats = pred.global_quats[0]
         return pred

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from . import model_config
-from .ik import apply_prior
+from .ik import apply_prior, apply_prior_matrices
+from .rotations import matrix_to_rotation_6d
 from .errors import CheckpointError
 from .features import FEATURE_VERSION
 
@@ -248,8 +249,11 @@ class NumpyMotionTransformer:
         """An empty cache for :meth:`step_frame` (a new sequence)."""
         return FrameCache(self.n_layers, self.n_heads, self.window, self.d_model // self.n_heads)
 
-    def step_frame(self, feats: np.ndarray, valid: bool, cache: "FrameCache") -> np.ndarray:
+    def step_frame(self, feats: np.ndarray, valid: bool, cache: "FrameCache",
+                   matrices: bool = False):
         """One frame: feats (25, 18), valid -> (22, 6) float32; adds the frame to ``cache``.
+        With ``matrices``: ((22, 6), rotations (21, 3, 3) float32 that slots 1..21 encode, or
+        None without the geometric prior), so the caller need not decode them again.
 
         The same operations as :meth:`__call__` on that frame with the cache of the frames
         before it (outputs equal to float32 rounding), arranged for the cost of one frame,
@@ -300,10 +304,12 @@ class NumpyMotionTransformer:
         out[0] = root[:6] * ROOT_SCALE + ROOT_OFFSET
         out[1] = root[6:] + IDENTITY_6D
         out[2:] = body.reshape(NUM_SLOTS - 2, 6) + IDENTITY_6D
+        mats = None
         if self.geometric_prior:
             x3 = np.asarray(feats, dtype=np.float32).reshape(-1, 18)[:, 0:3]
-            out[1:] = apply_prior(out[1:], x3, int(self.config.get("prior_version", 1)))
-        return out
+            mats = apply_prior_matrices(out[1:], x3, int(self.config.get("prior_version", 1)))
+            out[1:] = matrix_to_rotation_6d(mats)
+        return (out, mats) if matrices else out
 
     def _prepare_frame_weights(self) -> dict:
         """The arrays of :meth:`step_frame`: contiguous float32, matrices as row blocks

@@ -131,3 +131,20 @@ def test_frame_conversion_equals_the_batch_conversion():
             np.testing.assert_allclose(getattr(got, name)[0], getattr(ref, name)[i], atol=1e-6)
         assert got.valid.tolist() == [True] and got.coverage is cov
         prev = got.global_quats[0]
+
+
+def test_step_frame_gives_the_rotations_its_slots_encode(model, one_pass):
+    """With the geometric prior, step_frame(matrices=True) hands over the composed rotations,
+    which the streaming conversion uses instead of decoding the 6D slots again."""
+    from engine.rotations import matrix_to_rotation_6d
+    feats, valid, ref = one_pass
+    net = inf.frame_network(inf.TorchBackend(model))
+    assert net.geometric_prior
+    cache = net.new_frame_cache()
+    for i in range(5):
+        out, mats = net.step_frame(feats[i], bool(valid[i]), cache, matrices=True)
+        assert mats.shape == (21, 3, 3) and mats.dtype == np.float32
+        np.testing.assert_array_equal(matrix_to_rotation_6d(mats), out[1:])
+        np.testing.assert_allclose(mats @ np.swapaxes(mats, -1, -2),
+                                   np.broadcast_to(np.eye(3), mats.shape), atol=1e-5)
+        np.testing.assert_allclose(out, ref[i], atol=1e-5)
