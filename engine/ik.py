@@ -465,13 +465,14 @@ def _prior_rotations_v2(x: Array) -> Array:
     from .kinematics import _take
 
     dirs = rot._normalize(_directions(x))                                      # (..., D, 3)
+    unit = rot._normalize(dirs)                   # as the references and TRIAD normalise them
     t = _take(dirs, _V2_BONE, -2)                                              # (..., 21, 3)
-    u = _apply_rows(_V2_BLEND, rot._normalize(dirs))                           # (..., 42, 3)
+    u = _apply_rows(_V2_BLEND, unit)                                           # (..., 42, 3)
     n = len(JOINT_NAMES)
     w = u[..., :n, :] + rot._cross(t, u[..., n:, :])                           # d = t x w
     # TRIAD(t, d): t1 = normalise(t); its second column normalise(t1 x d) is that of
     # t1 x (t1 x w) = t1 (t1 . w) - w (t1 parallel to t), without the two cross products.
-    t1 = rot._normalize(t)
+    t1 = _take(unit, _V2_BONE, -2)
     t2 = rot._normalize(t1 * (t1 * w).sum(-1)[..., None] - w)
     world = rot._stack([t1, t2, rot._cross(t1, t2)], axis=-1)                 # (..., 21, 3, 3)
     return world @ _as(_V2_LOCAL_T, x)
