@@ -326,7 +326,7 @@ class NumpyMotionTransformer:
         def arr(name):
             return np.ascontiguousarray(p[name], dtype=np.float32)
 
-        def folded(ln: str, lin: str, row_scale=None):
+        def folded(ln: str, lin: str | tuple, row_scale: np.ndarray | None = None):
             """(row blocks of W diag(g), W b + bias) for LayerNorm ``ln`` then linear ``lin``
             (``lin`` may be a (weight, bias) pair of arrays); rows times ``row_scale``."""
             w_, b_ = (p[f"{lin}.weight"], p[f"{lin}.bias"]) if isinstance(lin, str) else lin
