@@ -31,7 +31,13 @@ def _is_torch(x: Array) -> bool:
 
 
 def _stack(xs: list, axis: int) -> Array:
-    return torch.stack(xs, dim=axis) if _is_torch(xs[0]) else np.stack(xs, axis=axis)
+    if _is_torch(xs[0]):
+        return torch.stack(xs, dim=axis)
+    if axis >= 0:
+        return np.stack(xs, axis=axis)
+    # np.stack's own computation without its checks (np.stack costs ~16 us a call)
+    key = (..., None) + (slice(None),) * (-axis - 1)
+    return np.concatenate([x[key] for x in xs], axis=axis)
 
 
 def _norm(x: Array, keepdims: bool = True) -> Array:
@@ -59,11 +65,18 @@ def _sqrt_pos(x: Array) -> Array:
     return np.sqrt(np.maximum(x, 0))
 
 
+_EPS: dict = {}  # (dtype, eps) -> 0-d array (np.maximum with a Python float costs ~6 us)
+
+
 def _normalize(x: Array, eps: float = 1e-8) -> Array:
     n = _norm(x)
     if _is_torch(x):
         return x / n.clamp_min(eps)
-    return x / np.maximum(n, eps)
+    key = (n.dtype, eps)
+    floor = _EPS.get(key)
+    if floor is None:
+        floor = _EPS[key] = np.array(eps, dtype=n.dtype)
+    return x / np.maximum(n, floor)
 
 
 def rotation_6d_to_matrix(d6: Array) -> Array:
@@ -100,8 +113,36 @@ def standardize_quaternion(q: Array) -> Array:
     return q * (1 - 2 * (q[..., :1] < 0))
 
 
+def _candidate_weights() -> tuple[np.ndarray, np.ndarray]:
+    """(9, 16) weights and (16,) constant: the four candidate quaternions (4 x 4, rows) of
+    :func:`matrix_to_quaternion` as one linear map of the 9 matrix entries (row-major)."""
+    w = np.zeros((9, 16))
+    const = np.zeros(16)
+    e = {name: i for i, name in enumerate(("m00", "m01", "m02", "m10", "m11", "m12",
+                                             "m20", "m21", "m22"))}
+    terms = {  # candidate entry -> {matrix entry: coefficient}; the diagonal also + 1
+        0: {"m00": 1, "m11": 1, "m22": 1}, 5: {"m00": 1, "m11": -1, "m22": -1},
+        10: {"m00": -1, "m11": 1, "m22": -1}, 15: {"m00": -1, "m11": -1, "m22": 1},
+    }
+    a, b, c = {"m21": 1, "m12": -1}, {"m02": 1, "m20": -1}, {"m10": 1, "m01": -1}
+    d, f_, g = {"m10": 1, "m01": 1}, {"m02": 1, "m20": 1}, {"m12": 1, "m21": 1}
+    for k, t in zip((1, 2, 3, 4, 6, 7, 8, 9, 11, 12, 13, 14), (a, b, c, a, d, f_, b, d, g, c, f_, g)):
+        terms[k] = t
+    for k, t in terms.items():
+        for name, coef in t.items():
+            w[e[name], k] = coef
+    const[[0, 5, 10, 15]] = 1.0
+    return w, const
+
+
+_CAND_W, _CAND_C = _candidate_weights()
+_CAND_CAST: dict = {}  # dtype -> (weights, constant) in that dtype
+
+
 def matrix_to_quaternion(m: Array) -> Array:
     """(..., 3, 3) -> (..., 4) w,x,y,z with w >= 0. Stable for all rotations (incl. pi)."""
+    if not _is_torch(m):
+        return _matrix_to_quaternion_np(np.asarray(m))
     m00, m01, m02 = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
     m10, m11, m12 = m[..., 1, 0], m[..., 1, 1], m[..., 1, 2]
     m20, m21, m22 = m[..., 2, 0], m[..., 2, 1], m[..., 2, 2]
@@ -114,15 +155,27 @@ def matrix_to_quaternion(m: Array) -> Array:
     cands = _stack([sq[..., 0], a, b, c, a, sq[..., 1], d, e,
                     b, d, sq[..., 2], f, c, e, f, sq[..., 3]], axis=-1)
     cands = cands.reshape(cands.shape[:-1] + (4, 4))  # (..., 4, 4)
-    if _is_torch(m):
-        denom = 2.0 * abs4[..., None].clamp_min(0.1)
-        best = abs4.argmax(dim=-1)
-        q = torch.gather(cands / denom, -2, best[..., None, None].expand(best.shape + (1, 4)))[..., 0, :]
-    else:
-        denom = 2.0 * np.maximum(abs4[..., None], 0.1)
-        best = abs4.argmax(axis=-1)
-        q = np.take_along_axis(cands / denom, best[..., None, None], axis=-2)[..., 0, :]
+    denom = 2.0 * abs4[..., None].clamp_min(0.1)
+    best = abs4.argmax(dim=-1)
+    q = torch.gather(cands / denom, -2, best[..., None, None].expand(best.shape + (1, 4)))[..., 0, :]
     return standardize_quaternion(_normalize(q))
+
+
+def _matrix_to_quaternion_np(m: np.ndarray) -> np.ndarray:
+    """NumPy :func:`matrix_to_quaternion`: the same four candidates (4 x 4, rows; each
+    accurate when its diagonal entry, 4 x its component squared, is large) from one product
+    (..., 9) @ (9, 16) plus a constant; the row with the largest diagonal entry is kept."""
+    dtype = m.dtype if m.dtype.kind == "f" else np.dtype(np.float64)
+    wc = _CAND_CAST.get(dtype)
+    if wc is None:
+        wc = _CAND_CAST[dtype] = (_CAND_W.astype(dtype), _CAND_C.astype(dtype))
+    lead = m.shape[:-2]
+    flat = m.reshape(lead + (9,)) @ wc[0] + wc[1]                            # (..., 16)
+    sq = flat[..., ::5]                                                      # the diagonal
+    best = sq.argmax(axis=-1)[..., None]
+    q = np.take_along_axis(flat.reshape(lead + (4, 4)), best[..., None], axis=-2)[..., 0, :]
+    abs_best = np.sqrt(np.take_along_axis(sq, best, axis=-1))  # >= 1: the four sum to 4
+    return standardize_quaternion(_normalize(q / (2 * abs_best)))
 
 
 def quaternion_multiply(a: Array, b: Array) -> Array:

@@ -90,3 +90,31 @@ def test_axis_angle_matches_scipy():
     np.testing.assert_allclose(rot.axis_angle_to_matrix(aa), Rotation.from_rotvec(aa).as_matrix(), atol=1e-12)
     np.testing.assert_allclose(rot.axis_angle_to_matrix(torch.from_numpy(aa)).numpy(),
                                Rotation.from_rotvec(aa).as_matrix(), atol=1e-12)
+
+
+def test_numpy_matrix_to_quaternion_equals_the_torch_candidates():
+    """The NumPy path (candidates as one (9, 16) product) gives the torch path's quaternions,
+    also for rotations by and near pi, float64 and float32; float32 keeps a float result."""
+    rng = np.random.default_rng(5)
+    axes = rng.normal(size=(60, 3))
+    axes /= np.linalg.norm(axes, axis=-1, keepdims=True)
+    angles = np.concatenate([np.full(20, np.pi), np.pi - 1e-6 * rng.random(20), rng.random(20) * 3])
+    m = np.concatenate([rot.axis_angle_to_matrix(axes * angles[:, None]),
+                        rot.quaternion_to_matrix(random_quats(200, seed=6)),
+                        np.diag([1.0, -1, -1])[None], np.eye(3)[None]]).reshape(2, 131, 3, 3)
+    ours = rot.matrix_to_quaternion(m)
+    ref = rot.matrix_to_quaternion(torch.from_numpy(m)).numpy()
+    assert ours.shape == (2, 131, 4)
+    np.testing.assert_allclose(ours, ref, atol=1e-12)
+    f32 = rot.matrix_to_quaternion(m.astype(np.float32))
+    assert f32.dtype.kind == "f"
+    err = np.minimum(np.abs(f32 - ref).max(-1), np.abs(f32 + ref).max(-1))  # w ~ 0 at pi
+    assert err.max() < 2e-6
+
+
+def test_stack_equals_np_stack():
+    xs = [np.arange(24.0).reshape(2, 3, 4) * k for k in range(3)]
+    for axis in (-1, -2, -3, -4, 0, 2):
+        out = rot._stack(xs, axis)
+        np.testing.assert_array_equal(out, np.stack(xs, axis=axis))
+        assert out.shape == np.stack(xs, axis=axis).shape
