@@ -243,18 +243,48 @@ def compute_features(lm: np.ndarray, aspect: float = DEFAULT_ASPECT,
     return feats, valid, new_state
 
 
+_ROWS = np.concatenate([[_LH, _RH, _LS, _RS], _IDX])  # the landmarks one frame needs
+_MIN_TORSO32 = np.float32(MIN_TORSO)
+_SCALES: dict = {}  # aspect -> (scale_xy, 0.5 * scale_xy), float32 (2,)
+
+
+def _scales(aspect: float) -> tuple[np.ndarray, np.ndarray]:
+    sc = _SCALES.get(aspect)
+    if sc is None:
+        if len(_SCALES) > 64:
+            _SCALES.clear()
+        scale_xy = np.array([aspect, 1.0], dtype=np.float32)
+        sc = _SCALES[aspect] = (scale_xy, 0.5 * scale_xy)
+    return sc
+
+
+def _ray_rotation_one(hip_xy: np.ndarray, aspect: float, focal: float) -> np.ndarray:
+    """:func:`ray_rotation` of one frame: hip_xy (2,) -> (3, 3) float32, the same numbers."""
+    f = focal * max(aspect, 1.0)
+    dxy = hip_xy.astype(np.float64)
+    dx = dxy[0:1]
+    az = np.arctan2(dx, f)
+    el = np.arctan2(dxy[1:2], np.hypot(dx, f))
+    ang = np.concatenate([az, -el])
+    (ca, ce), (sa, se) = np.cos(ang).tolist(), np.sin(ang).tolist()  # float64 as Python floats
+    return np.array([[ca, sa * se, sa * ce], [0.0, ce, -se], [-sa, ca * se, ca * ce]],
+                    dtype=np.float32)
+
+
 def _frame_terms(frame: np.ndarray, aspect: float, focal: float
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One frame (33, 10) float32 -> world (25, 3), rel (25, 2), hip (2,), s (1,), log s (1,):
     the per-frame terms of :func:`compute_features`, the same operations on one frame."""
-    scale_xy = np.array([aspect, 1.0], dtype=np.float32)
-    img = frame[:, CH_IMAGE] * scale_xy                              # (33, 2)
-    hip = 0.5 * (img[_LH] + img[_RH])
-    d = 0.5 * (img[_LS] + img[_RS]) - hip
-    s = np.maximum(np.sqrt(np.add.reduce(d * d, axis=-1, keepdims=True)), MIN_TORSO)  # (1,)
-    rel = (img[_IDX] - hip) / s                                      # (25, 2)
-    ray = ray_rotation((hip - 0.5 * scale_xy)[None], aspect, focal)[0]
-    p = frame[_IDX, CH_WORLD]                                        # (25, 3)
+    scale_xy, half_scale = _scales(aspect)
+    rows = frame[_ROWS]                                              # (4 + 25, 10)
+    img = rows[:, CH_IMAGE] * scale_xy                               # (29, 2)
+    mid = 0.5 * (img[0:4:2] + img[1:4:2])                            # hip, shoulder (2, 2)
+    hip = mid[0]
+    d = mid[1] - hip
+    s = np.maximum(np.sqrt(np.add.reduce(d * d, axis=-1, keepdims=True)), _MIN_TORSO32)  # (1,)
+    rel = (img[4:] - hip) / s                                        # (25, 2)
+    ray = _ray_rotation_one(hip - half_scale, aspect, focal)
+    p = rows[4:, CH_WORLD]                                           # (25, 3)
     world = ray[:, 0] * p[:, 0:1] + ray[:, 1] * p[:, 1:2] + ray[:, 2] * p[:, 2:3]
     return world, rel, hip, s, np.log(s)
 
@@ -265,12 +295,12 @@ def _one_frame(frame: np.ndarray, aspect: float, focal: float, state: FeatureSta
     a fraction of its per-call overhead (streaming), the previous frame's terms from ``state``."""
     feats = np.zeros((1, NUM_KEYPOINTS, NUM_FEATURES), dtype=np.float32)
     valid = False
-    if (np.abs(frame) <= MAX_ABS_VALUE).all() and frame.any():
+    if np.abs(frame).max() <= MAX_ABS_VALUE and frame.any():  # NaN fails too
         world, rel, hip, s, log_s = _frame_terms(frame, aspect, focal)
         # s is the torso length floored at MIN_TORSO; compared in float32, as an array
         valid = bool((s > MIN_TORSO)[0])
     if not valid:
-        return feats, np.zeros(1, dtype=bool), FeatureState(
+        return feats, np.array([False]), FeatureState(
             prev=np.zeros_like(frame), prev_valid=False, since_start=0)
 
     terms = state.terms
@@ -286,19 +316,15 @@ def _one_frame(frame: np.ndarray, aspect: float, focal: float, state: FeatureSta
     c = 0.0 if restart else 1.0
 
     f = feats[0]
-    f[:, 0:3] = world
-    f[:, 3:6] = (world - p_world) * c
-    f[:, 6:8] = rel
-    f[:, 8:10] = (rel - p_rel) * c
-    f[:, 10] = frame[_IDX, CH_IMAGE_Z] * aspect / s
-    f[:, 11] = frame[_IDX, CH_VIS]
-    f[:, 12] = restart
-    f[:, 13:15] = hip - 0.5 * np.array([aspect, 1.0], dtype=np.float32)
-    f[:, 15] = log_s
-    f[:, 16] = (log_s - p_log_s) * c
-    f[:, 17] = min(since, 64) / 64.0
+    rows = frame[_IDX]                                               # (25, 10)
+    np.concatenate([world, (world - p_world) * c, rel, (rel - p_rel) * c,
+                    rows[:, CH_IMAGE_Z, None] * aspect / s, rows[:, CH_VIS, None]],
+                   axis=1, out=f[:, :12])
+    hx, hy = (hip - _scales(aspect)[1]).tolist()  # float32 values as Python floats: exact
+    f[:, 12:] = np.array([restart, hx, hy, log_s[0], (log_s - p_log_s)[0] * c,
+                          min(since, 64) / 64.0], dtype=np.float32)
     new_prev = frame.copy()
-    return feats, np.ones(1, dtype=bool), FeatureState(
+    return feats, np.array([True]), FeatureState(
         prev=new_prev, prev_valid=True, since_start=since,
         terms=(new_prev, aspect, focal, world, rel, log_s))
 
