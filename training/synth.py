@@ -76,7 +76,8 @@ def run(args: argparse.Namespace) -> int:
         summary = generate(cfg, out, args.clips, workers=args.workers, progress=progress)
     hours = summary["seconds"] / 3600
     rate = summary["detected"] / hours if hours > 0 else 0.0
+    backend = f"; rendered with {summary['backend']}" if summary["backend"] else ""
     print(f"{out}: {summary['made']} clips made ({summary['frames']} frames, "
           f"{summary['detected']} with a person: {rate:.0f} landmark frames/hour), "
-          f"{summary['skipped']} already there; rendered with {summary['backend']}")
+          f"{summary['skipped']} already there{backend}")
     return 0
