@@ -272,9 +272,10 @@ def _ray_rotation_one(hip_xy: np.ndarray, aspect: float, focal: float) -> np.nda
 
 
 def _frame_terms(frame: np.ndarray, aspect: float, focal: float
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """One frame (33, 10) float32 -> world (25, 3), rel (25, 2), hip (2,), s (1,), log s (1,):
-    the per-frame terms of :func:`compute_features`, the same operations on one frame."""
+                 ) -> tuple[np.ndarray, ...]:
+    """One frame (33, 10) float32 -> world (25, 3), rel (25, 2), hip (2,), s (1,), log s (1,),
+    the frame's 25 feature landmarks (25, 10): the per-frame terms of
+    :func:`compute_features`, the same operations on one frame."""
     scale_xy, half_scale = _scales(aspect)
     rows = frame[_ROWS]                                              # (4 + 25, 10)
     img = rows[:, CH_IMAGE] * scale_xy                               # (29, 2)
@@ -286,7 +287,7 @@ def _frame_terms(frame: np.ndarray, aspect: float, focal: float
     ray = _ray_rotation_one(hip - half_scale, aspect, focal)
     p = rows[4:, CH_WORLD]                                           # (25, 3)
     world = ray[:, 0] * p[:, 0:1] + ray[:, 1] * p[:, 1:2] + ray[:, 2] * p[:, 2:3]
-    return world, rel, hip, s, np.log(s)
+    return world, rel, hip, s, np.log(s), rows[4:]
 
 
 def _one_frame(frame: np.ndarray, aspect: float, focal: float, state: FeatureState
@@ -295,10 +296,11 @@ def _one_frame(frame: np.ndarray, aspect: float, focal: float, state: FeatureSta
     a fraction of its per-call overhead (streaming), the previous frame's terms from ``state``."""
     feats = np.zeros((1, NUM_KEYPOINTS, NUM_FEATURES), dtype=np.float32)
     valid = False
-    if np.abs(frame).max() <= MAX_ABS_VALUE and frame.any():  # NaN fails too
-        world, rel, hip, s, log_s = _frame_terms(frame, aspect, focal)
-        # s is the torso length floored at MIN_TORSO; compared in float32, as an array
-        valid = bool((s > MIN_TORSO)[0])
+    top = np.abs(frame).max()
+    if 0 < top <= MAX_ABS_VALUE:  # detected (some value not 0), plausible; NaN fails too
+        world, rel, hip, s, log_s, rows = _frame_terms(frame, aspect, focal)
+        # s is the torso length floored at MIN_TORSO; compared in float32
+        valid = bool(s[0] > _MIN_TORSO32)
     if not valid:
         return feats, np.array([False]), FeatureState(
             prev=np.zeros_like(frame), prev_valid=False, since_start=0)
@@ -310,14 +312,16 @@ def _one_frame(frame: np.ndarray, aspect: float, focal: float, state: FeatureSta
         prev = np.zeros_like(frame)
         if state.prev is not None:
             prev[...] = state.prev
-        p_world, p_rel, _, _, p_log_s = _frame_terms(prev, aspect, focal)
+        p_world, p_rel, _, _, p_log_s, _ = _frame_terms(prev, aspect, focal)
     restart = bool(frame[0, CH_ANCHOR] == 0) or not state.prev_valid
     since = 0 if restart else state.since_start + 1
     c = 0.0 if restart else 1.0
 
     f = feats[0]
-    rows = frame[_IDX]                                               # (25, 10)
-    np.concatenate([world, (world - p_world) * c, rel, (rel - p_rel) * c,
+    d_world, d_rel = world - p_world, rel - p_rel
+    if restart:  # times 0 (not just 0: the same signed zeros and NaN as compute_features)
+        d_world, d_rel = d_world * c, d_rel * c
+    np.concatenate([world, d_world, rel, d_rel,
                     rows[:, CH_IMAGE_Z, None] * aspect / s, rows[:, CH_VIS, None]],
                    axis=1, out=f[:, :12])
     hx, hy = (hip - _scales(aspect)[1]).tolist()  # float32 values as Python floats: exact
