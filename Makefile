@@ -22,7 +22,8 @@ $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 synth-install: install
 	$(BIN)/python -m pip install -q -c requirements/base.txt -r requirements/synth.txt
 
-test: install
+# The tests include the data engine's (real Anny + Blender + BlazePose), so CI installs it too.
+test: synth-install
 	$(BIN)/python -m pytest -q tests
 
 demo: install
