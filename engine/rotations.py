@@ -164,7 +164,8 @@ def matrix_to_quaternion(m: Array) -> Array:
 def _matrix_to_quaternion_np(m: np.ndarray) -> np.ndarray:
     """NumPy :func:`matrix_to_quaternion`: the same four candidates (4 x 4, rows; each
     accurate when its diagonal entry, 4 x its component squared, is large) from one product
-    (..., 9) @ (9, 16) plus a constant; the row with the largest diagonal entry is kept."""
+    (..., 9) @ (9, 16) plus a constant; the row with the largest diagonal entry is kept,
+    normalised."""
     dtype = m.dtype if m.dtype.kind == "f" else np.dtype(np.float64)
     wc = _CAND_CAST.get(dtype)
     if wc is None:
@@ -174,8 +175,9 @@ def _matrix_to_quaternion_np(m: np.ndarray) -> np.ndarray:
     sq = flat[..., ::5]                                                      # the diagonal
     best = sq.argmax(axis=-1)[..., None]
     q = np.take_along_axis(flat.reshape(lead + (4, 4)), best[..., None], axis=-2)[..., 0, :]
-    abs_best = np.sqrt(np.take_along_axis(sq, best, axis=-1))  # >= 1: the four sum to 4
-    return standardize_quaternion(_normalize(q / (2 * abs_best)))
+    # the row is the quaternion times 2 sqrt(its diagonal entry) (>= 1: the four sum to 4),
+    # a positive scale that the normalisation removes
+    return standardize_quaternion(_normalize(q))
 
 
 def quaternion_multiply(a: Array, b: Array) -> Array:
