@@ -57,16 +57,23 @@ class OneEuroFilter:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Filter one sample (..., D); returns the filtered sample in x's dtype."""
-        c = self.config
         xf = np.asarray(x, dtype=np.float64)
         if self._x is None:
             self._x, self._dx = xf.copy(), np.zeros_like(xf)
             return np.array(x, copy=True)
-        self._dx = self._a_d * (xf - self._x) * c.fps + (1.0 - self._a_d) * self._dx
-        fc = c.min_cutoff + c.beta * np.sqrt((self._dx * self._dx).sum(-1, keepdims=True))
-        a = 1.0 / (1.0 + self._tau_fps / fc)
-        self._x = a * xf + (1.0 - a) * self._x
+        self._update(xf)
         return self._x.astype(np.asarray(x).dtype)
+
+    def _update(self, xf: np.ndarray) -> None:
+        """One step on a float64 sample of the state's shape, in place (after the first)."""
+        c = self.config
+        diff = xf - self._x                                   # x - x_hat_prev
+        self._dx *= 1.0 - self._a_d                           # dx_hat, unit/s
+        self._dx += (self._a_d * c.fps) * diff
+        speed = np.sqrt(np.einsum("...d,...d->...", self._dx, self._dx))[..., None]
+        a = 1.0 / (1.0 + self._tau_fps / (c.min_cutoff + c.beta * speed))
+        diff *= a
+        self._x += diff                                       # a x + (1 - a) x_hat_prev
 
 
 def one_euro(x: np.ndarray, config: OneEuroConfig, valid: np.ndarray | None = None) -> np.ndarray:
@@ -78,10 +85,14 @@ def one_euro(x: np.ndarray, config: OneEuroConfig, valid: np.ndarray | None = No
     """
     x = np.asarray(x)
     out = np.array(x, copy=True)
+    xs = np.asarray(x, dtype=np.float64)
     f = OneEuroFilter(config)
-    for t in range(x.shape[0]):  # O(F) steps, each vectorised over joints
+    for t in range(x.shape[0]):  # O(F) steps, each vectorised over joints, in float64
         if valid is not None and not valid[t]:
             f.reset()
+        elif f._x is None:
+            f._x, f._dx = xs[t].copy(), np.zeros_like(xs[t])
         else:
-            out[t] = f(x[t])
+            f._update(xs[t])
+            out[t] = f._x
     return out

@@ -118,3 +118,33 @@ def test_one_euro_resets_at_gaps_and_streams_like_batch():
     np.testing.assert_allclose(stream, out[:20], atol=1e-7)
     with pytest.raises(ValueError):
         OneEuroConfig(min_cutoff=0.0)
+
+
+def test_one_euro_sequence_equals_the_written_out_filter_with_resets():
+    """The in-place sequence filter == the paper's recursion, restarted after invalid frames."""
+    rng = np.random.default_rng(3)
+    x = np.cumsum(rng.normal(size=(200, 4, 6)), axis=0).astype(np.float32)
+    valid = np.ones(200, bool)
+    valid[[50, 51, 120]] = False
+    cfg = OneEuroConfig(min_cutoff=2.0, beta=0.3, d_cutoff=1.0, fps=30.0)
+    ad = 1 / (1 + 30.0 / (2 * np.pi * 1.0))
+    ref, xh, dxh = x.astype(np.float64).copy(), None, None
+    for t in range(200):
+        if not valid[t]:
+            xh = None
+            continue
+        if xh is None:
+            xh, dxh = x[t].astype(np.float64), np.zeros((4, 6))
+            continue
+        dxh = ad * (x[t] - xh) * 30.0 + (1 - ad) * dxh
+        fc = 2.0 + 0.3 * np.linalg.norm(dxh, axis=-1, keepdims=True)
+        a = 1 / (1 + 30.0 / (2 * np.pi * fc))
+        xh = a * x[t] + (1 - a) * xh
+        ref[t] = xh
+    out = one_euro(x, cfg, valid)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(out[~valid], x[~valid])
+    f = OneEuroFilter(cfg)
+    step = np.stack([f(x[t]) for t in range(50)])
+    np.testing.assert_allclose(step, out[:50], rtol=1e-6, atol=1e-6)
