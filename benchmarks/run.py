@@ -398,7 +398,7 @@ def machine(threads: int, weights: str) -> dict:
 
 def render_table(figures: list[Figure], info: dict, markdown: bool = False) -> str:
     head = (f"Blaze2Cap benchmark, {info['date']}: {info['cpu']}, {info['cores']} cores, "
-            f"torch {info['torch']} ({info['torch_threads']} thread; the batch row uses both cores), numpy {info['numpy']}, "
+            f"torch {info['torch']} ({info['torch_threads']} thread; the batch row uses all cores), numpy {info['numpy']}, "
             f"bpy {info['bpy']}, mediapipe {info['mediapipe']}; {info['weights']}; load "
             f"average {info['load_before']:.2f} before, {info['load_after']:.2f} after")
     rows = [(f.label, f.cell(), f.unit, str(f.runs), f.note) for f in figures]
