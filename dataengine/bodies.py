@@ -117,7 +117,7 @@ class BodyParams:
         return asdict(self)
 
 
-def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def swing_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(3, 3) smallest rotation taking direction a onto direction b."""
     a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
     v, c = np.cross(a, b), float(a @ b)
@@ -214,7 +214,7 @@ class Retargeter:
         swings = np.repeat(np.eye(3)[None], NUM_JOINTS, axis=0)
         for j, (end, target) in _SWING.items():
             ji, ei = JOINT_INDEX[j], JOINT_INDEX[end]
-            swings[ji] = _swing(jh[ei] - jh[ji], BODY_AXES @ np.asarray(target))
+            swings[ji] = swing_rotation(jh[ei] - jh[ji], BODY_AXES @ np.asarray(target))
         for j, like in _SWING_LIKE.items():
             swings[JOINT_INDEX[j]] = swings[JOINT_INDEX[like]]
         offsets = np.zeros((NUM_JOINTS, 3))

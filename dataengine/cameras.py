@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bodies import TC_TO_ANNY
+from .bodies import TC_TO_ANNY, swing_rotation
 
 
 @dataclass(frozen=True)
@@ -97,13 +97,6 @@ def look_at(eye: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.ndarra
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ R
 
 
-def _rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    v, c = np.cross(a, b), float(a @ b)
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + k + k @ k / (1.0 + c)
-
-
 def random_view(rng: np.random.Generator, root: np.ndarray, floor_z: float, body_height: float,
                 cfg: ViewConfig = ViewConfig()) -> View:
     """A random camera that sees a clip's motion.
@@ -139,5 +132,5 @@ def random_view(rng: np.random.Generator, root: np.ndarray, floor_z: float, body
         u = cx + (shift * w if side == 0 else -shift * w if side == 1 else 0.0)
         v = cy + (shift * h if side == 2 else -shift * h if side == 3 else 0.0)
         d = np.array([(u - cx) / fx, (v - cy) / fx, 1.0])
-        R = _rotation_between(np.array([0.0, 0.0, 1.0]), d) @ R
+        R = swing_rotation(np.array([0.0, 0.0, 1.0]), d) @ R
     return View(kind="random", tc_camera=None, R=R, t=-R @ eye, fx=fx, cx=cx, cy=cy, width=w, height=h)
