@@ -29,7 +29,7 @@ import shutil
 import time
 from pathlib import Path
 
-from engine.checkpoint import atomic_write_bytes
+from engine.atomic import atomic_write_bytes, write_json_atomic
 from engine.data import MAP_NAME
 from engine.errors import DatasetError, InputError
 
@@ -226,8 +226,7 @@ def run(args: argparse.Namespace) -> int:
                    engine=str(args.engine) if args.engine else None,
                    engine_weight=args.engine_weight, smoothing=args.smoothing, arms=list(arms))
     table = format_table(summary, arms)
-    data = json.dumps(summary, indent=1).encode("utf-8")
-    atomic_write_bytes(args.out / "crossval.json", lambda f: f.write(data))
+    write_json_atomic(args.out / "crossval.json", summary)
     text = (table + "\n").encode("utf-8")
     atomic_write_bytes(args.out / "crossval.md", lambda f: f.write(text))
     print()
