@@ -388,14 +388,6 @@ def retarget(global_quats: np.ndarray, root_translation: np.ndarray,
                          placement=placement, rig=rig)
 
 
-def retarget_prediction(prediction, rig: Rig | None = None,
-                        config: RetargetConfig = RetargetConfig()) -> BoneAnimation:
-    """:func:`retarget` of an ``engine.inference.Prediction`` (global_quats, root_translation,
-    valid)."""
-    return retarget(prediction.global_quats, prediction.root_translation,
-                    getattr(prediction, "valid", None), rig, config)
-
-
 # ---------------------------------------------------------------------------------------------
 # Inverse (tests, checks): what Blender shows -> engine frame
 # ---------------------------------------------------------------------------------------------

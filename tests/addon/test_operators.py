@@ -151,7 +151,8 @@ def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint
     landmarks = next(p for p in cached if read_sidecar(p)["frames"] == 10)
     prediction = Predictor.from_checkpoint(tiny_checkpoint).predict(
         np.load(landmarks), aspect=read_sidecar(landmarks)["aspect"], fps=30.0)
-    camera = rt.retarget_prediction(prediction).placement.rotation
+    camera = rt.retarget(prediction.global_quats, prediction.root_translation,
+                       prediction.valid).placement.rotation
     for i in (0, 4, 9):
         back = rt.bone_world_to_camera_quats(read_pose(obj, 1 + i)[None], rig, camera)[0]
         q = prediction.global_quats[i]
