@@ -17,6 +17,11 @@ DDP                                     automatic under ``torchrun`` (RANK / WOR
                                         LOCAL_RANK): nccl on CUDA, gloo on CPU,
                                         DistributedSampler, only rank 0 logs and writes
 gradient clipping                       ``grad_clip`` (global norm; 0 = off)
+weight averaging (EMA)                  ``ema_decay`` (0 = off): an exponential moving average
+                                        of the weights (``torch.optim.swa_utils``) is what
+                                        is validated, picked for ``best.pt`` and saved as
+                                        ``model``; the live weights are saved as
+                                        ``live_model`` for resume
 input normalisation                     stats of the train split (``engine.data.feature_stats``)
                                         set on the model before training, saved with it
 validation loss + MPJPE (mm)            ``eval_every`` steps, at each epoch end and at the end;
@@ -76,7 +81,7 @@ log = logging.getLogger(__name__)
 LAST, BEST = "last.pt", "best.pt"
 METRICS, CURVES, CONFIG = "metrics.csv", "curves.png", "config.json"
 LOSS_COLUMNS = (*TERMS, "total")
-VAL_COLUMNS = tuple(f"val_{t}" for t in LOSS_COLUMNS) + ("val_mpjpe_mm",)
+VAL_COLUMNS = tuple(f"val_{t}" for t in LOSS_COLUMNS) + ("val_mpjpe_mm", "val_live_mpjpe_mm")
 COLUMNS = ("step", "epoch", "lr", *LOSS_COLUMNS, "grad_norm", "samples_per_s",
            "nonfinite_skipped", *VAL_COLUMNS)
 
@@ -93,6 +98,7 @@ class TrainConfig:
     warmup_steps: int = 500            # linear warm-up from lr / warmup_steps
     weight_decay: float = 0.01         # AdamW decay of weight matrices
     grad_clip: float = 1.0             # max global gradient norm (0: no clipping)
+    ema_decay: float = 0.0             # EMA of the weights per step (0: off; e.g. 0.999)
     epochs: int = 100                  # passes over the train split
     max_steps: int | None = None       # stop after this many steps (None: epochs decide)
     amp: bool = True                   # fp16 + GradScaler on CUDA, bf16 on CPU
@@ -126,6 +132,8 @@ class TrainConfig:
             raise InputError(f"train config min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise InputError("train config weight_decay and grad_clip must be >= 0")
+        if not 0 <= self.ema_decay < 1:
+            raise InputError(f"train config ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise InputError(f"train config device must be auto, cpu or cuda[:N], got {self.device!r}")
 
@@ -447,12 +455,22 @@ class TrainingRecipe:
             self.optimizer, lambda s: lr_factor(s, cfg.warmup_steps, self.total_steps,
                                                 cfg.min_lr_ratio))
 
+        # The weight average starts as a copy of the initial (or resumed live) weights.
+        self.ema = None
         if self.resume:
-            self._load(last)
+            ckpt = self._load(last)
         else:
+            ckpt = None
             mean, std = self.stats if self.stats is not None else dataset_feature_stats(self.train_set)
             self.raw_model.set_input_normalization(torch.as_tensor(mean).to(self.device),
                                                    torch.as_tensor(std).to(self.device))
+        if cfg.ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            self.ema = AveragedModel(self.raw_model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay),
+                                     use_buffers=True)
+            if ckpt is not None and "live_model" in ckpt:  # the average was saved as "model"
+                self.ema.module.load_state_dict(ckpt["model"])
+                self.ema.n_averaged.fill_(int(ckpt.get("ema_updates", 1)))
 
         self.model = torch.compile(self.raw_model) if cfg.compile else self.raw_model
         if self.world > 1:
@@ -478,9 +496,13 @@ class TrainingRecipe:
                 "val_windows": 0 if self.val_set is None else len(self.val_set),
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
 
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path) -> dict:
         ckpt = load_checkpoint(path, self.model_cfg)
-        self.raw_model.load_state_dict(ckpt["model"])
+        # With weight averaging, "model" is the average and "live_model" the trained weights.
+        live = ckpt.get("live_model", ckpt["model"])
+        if not isinstance(live, dict):
+            raise CheckpointError(f"{path}: live_model is not a state dict")
+        self.raw_model.load_state_dict(live)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if ckpt.get("scaler") and self.scaler.is_enabled():
@@ -499,6 +521,7 @@ class TrainingRecipe:
                 log.info("resuming with a changed train config: %s", "; ".join(diffs))
             log.info("resumed from %s at step %d (epoch %d, batch %d)", path, self.step,
                      self.epoch, self.batch_in_epoch)
+        return ckpt
 
     # ------------------------------------------------------------------ steps
     def _autocast(self):
@@ -549,6 +572,8 @@ class TrainingRecipe:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()  # the schedule follows updates; skipped steps do not advance it
+        if self.ema is not None:
+            self.ema.update_parameters(self.raw_model)
         self.nonfinite_run = 0
         values["grad_norm"] = norm
         return values
@@ -565,13 +590,21 @@ class TrainingRecipe:
                                 "the data")
         return None
 
+    def evaluated_model(self) -> torch.nn.Module:
+        """The weights that are validated and shipped: the average with ``ema_decay``, else
+        the live model."""
+        if self.ema is not None:
+            return self.ema.module
+        return self.model.module if isinstance(
+            self.model, torch.nn.parallel.DistributedDataParallel) else self.model
+
     @torch.no_grad()
-    def evaluate(self) -> dict[str, float]:
-        """Validation loss terms and MPJPE (mm, default body), over all ranks."""
+    def evaluate(self, model: torch.nn.Module | None = None) -> dict[str, float]:
+        """Validation loss terms and MPJPE (mm, default body) of ``model`` (default
+        :meth:`evaluated_model`), over all ranks."""
         if self.val_loader is None:
             return {}
-        model = self.model.module if isinstance(
-            self.model, torch.nn.parallel.DistributedDataParallel) else self.model
+        model = self.evaluated_model() if model is None else model
         model.eval()
         acc = torch.zeros(len(LOSS_COLUMNS) + 3, dtype=torch.float64, device=self.device)
         self.val_loader.generator.manual_seed(self.cfg.seed)
@@ -599,8 +632,14 @@ class TrainingRecipe:
 
     # ------------------------------------------------------------------ checkpoints
     def state(self) -> dict:
+        extra = {}
+        if self.ema is not None:
+            extra = {"live_model": self.raw_model.state_dict(),
+                     "ema_updates": int(self.ema.n_averaged)}
         return {
-            "model": self.raw_model.state_dict(),
+            "model": self.evaluated_model().state_dict() if self.ema is not None
+            else self.raw_model.state_dict(),
+            **extra,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -616,8 +655,9 @@ class TrainingRecipe:
         """Rank 0: write ``last.pt`` (and copy it to ``best.pt``). Refuses a non-finite model."""
         if not self.is_main:
             return
-        bad = [n for n, p in self.raw_model.state_dict().items()
-               if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+        tensors = itertools.chain(self.raw_model.state_dict().items(),
+                                  self.ema.module.state_dict().items() if self.ema is not None else ())
+        bad = [n for n, p in tensors if p.is_floating_point() and not bool(torch.isfinite(p).all())]
         if bad:
             raise TrainingError(f"model parameters became non-finite ({', '.join(bad[:3])}); "
                                 "nothing was saved")
@@ -703,6 +743,9 @@ class TrainingRecipe:
                     if do_eval:
                         self.last_val = self.evaluate()
                         row.update(self.last_val)
+                        if self.ema is not None:  # the live weights, for comparison
+                            live = self.evaluate(self.raw_model).get("val_mpjpe_mm")
+                            row["val_live_mpjpe_mm"] = live
                     self._log_row(row, do_eval)
                     acc, n_acc, t0, samples = {}, 0, time.perf_counter(), 0
                 if self._pbar is not None:

@@ -229,6 +229,42 @@ def test_sigterm_saves_and_resume_continues(tmp_path):
     assert [int(r["step"]) for r in read_metrics(run)] == list(range(1, 9))
 
 
+def test_weight_average_is_validated_saved_and_resumed(tmp_path):
+    ref = tmp_path / "ref"
+    run_quick(ref, ema_decay=0.8)
+    ckpt = load_checkpoint(ref / "last.pt")
+    assert ckpt["ema_updates"] == 8
+    live, avg = ckpt["live_model"], ckpt["model"]
+    assert set(live) == set(avg)
+    assert max(float((live[k] - avg[k]).abs().max()) for k in live) > 1e-4  # not a copy
+    # The average is what inference loads, and validation reports both.
+    from engine.checkpoint import load_model
+    shipped = load_model(ref / "last.pt")[0].state_dict()
+    assert all(torch.equal(shipped[k], avg[k]) for k in avg)
+    rows = [r for r in read_metrics(ref) if r["val_mpjpe_mm"]]
+    assert rows and all(r["val_live_mpjpe_mm"] and r["val_live_mpjpe_mm"] != r["val_mpjpe_mm"]
+                        for r in rows)
+
+    # Stopped at step 3 and resumed: the same average and the same live weights.
+    def term_at_step_3(i, item):
+        if i == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return item
+
+    run = tmp_path / "run"
+    assert run_quick(run, hook=term_at_step_3, ema_decay=0.8)["step"] == 3
+    assert run_quick(run, resume=True, ema_decay=0.8)["step"] == 8
+    again = load_checkpoint(run / "last.pt")
+    for key in ("model", "live_model"):
+        for k, v in ckpt[key].items():
+            torch.testing.assert_close(again[key][k], v, rtol=1e-4, atol=1e-6)
+
+
+def test_ema_decay_must_be_below_one():
+    with pytest.raises(InputError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)
+
+
 def test_keyboard_interrupt_saves_last_completed_step(tmp_path):
     def interrupt(i, item):
         if i == 9:  # while fetching the third batch: steps 1 and 2 are complete
