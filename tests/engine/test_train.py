@@ -24,7 +24,8 @@ from engine.kinematics import rotations_to_slots
 from engine.losses import LossConfig
 from engine.model import ModelConfig
 from engine.rotations import axis_angle_to_matrix
-from engine.train import TrainConfig, TrainingRecipe, dataset_feature_stats, lr_factor, train
+from engine.train import (TrainConfig, TrainingRecipe, dataset_feature_stats, ema_decay_at,
+                          lr_factor, train)
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)
@@ -258,6 +259,15 @@ def test_weight_average_is_validated_saved_and_resumed(tmp_path):
     for key in ("model", "live_model"):
         for k, v in ckpt[key].items():
             torch.testing.assert_close(again[key][k], v, rtol=1e-4, atol=1e-6)
+
+
+def test_ema_decay_is_warmed_up_so_the_first_weights_fade():
+    assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)
+    assert ema_decay_at(0.999, 100_000) == 0.999
+    decays = [ema_decay_at(0.999, n) for n in range(1, 3000)]
+    assert all(a <= b for a, b in zip(decays, decays[1:]))
+    # What is left of the first copy after 3,000 updates (a plain 0.999 would keep 5 %).
+    assert np.prod(decays) < 1e-20 and 0.999 ** 2999 > 0.04
 
 
 def test_ema_decay_must_be_below_one():
