@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import inspect
+import itertools
 import json
 import os
 import signal
@@ -265,7 +266,7 @@ def test_ema_decay_is_warmed_up_so_the_first_weights_fade():
     assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)
     assert ema_decay_at(0.999, 100_000) == 0.999
     decays = [ema_decay_at(0.999, n) for n in range(1, 3000)]
-    assert all(a <= b for a, b in zip(decays, decays[1:]))
+    assert all(a <= b for a, b in itertools.pairwise(decays))
     # What is left of the first copy after 3,000 updates (a plain 0.999 would keep 5 %).
     assert np.prod(decays) < 1e-20 and 0.999 ** 2999 > 0.04
 
