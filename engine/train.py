@@ -657,8 +657,7 @@ class TrainingRecipe:
             extra = {"live_model": self.raw_model.state_dict(),
                      "ema_updates": int(self.ema.n_averaged)}
         return {
-            "model": self.evaluated_model().state_dict() if self.ema is not None
-            else self.raw_model.state_dict(),
+            "model": (self.ema.module if self.ema is not None else self.raw_model).state_dict(),
             **extra,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),

@@ -62,8 +62,8 @@ def main() -> None:
             continue
         s = load_sequence(args.data, e)
         lm, focal = s["landmarks"], float(e.get("focal") or DEFAULT_FOCAL)
-        raw, valid = pred._fed(lm, s["aspect"], s["fps"], focal, 4096).raw()
-        raw_m, valid_m = pred._fed(mirror_landmarks(lm), s["aspect"], s["fps"], focal, 4096).raw()
+        raw, valid = pred.raw(lm, s["aspect"], focal=focal)
+        raw_m, valid_m = pred.raw(mirror_landmarks(lm), s["aspect"], focal=focal)
         _, g = slots_to_rotations(raw.astype(np.float64))
         g_m = mirror_rotations(slots_to_rotations(raw_m.astype(np.float64))[1])
         _, g_true = slots_to_rotations(s["target"].astype(np.float64))
