@@ -91,3 +91,41 @@ def test_overfits_one_tiny_batch():
         loss.backward()
         opt.step()
     assert loss.item() < first / 10
+
+
+def test_cpu_dropout_drops_p_keeps_the_mean_and_masks_the_gradient():
+    """engine.model.dropout: the CPU mask (16 random bits per element) drops a fraction p,
+    rescales the rest so the expectation is unchanged, and passes gradients only where kept."""
+    from engine.model import dropout
+    torch.manual_seed(0)
+    x = torch.full((512, 1024), 2.0, requires_grad=True)
+    y = dropout(x, 0.1, True)
+    kept = y != 0
+    assert abs(1 - kept.float().mean().item() - 0.1) < 0.002
+    assert torch.allclose(y[kept], torch.tensor(2.0 / (1 - 6554 / 65536)))
+    assert abs(y.mean().item() - 2.0) < 0.01
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, kept)
+    # masks differ between calls and follow the torch seed
+    torch.manual_seed(1)
+    a = dropout(torch.ones(4096), 0.5, True)
+    torch.manual_seed(1)
+    assert torch.equal(a, dropout(torch.ones(4096), 0.5, True))
+    assert not torch.equal(a, dropout(torch.ones(4096), 0.5, True))
+    # off in eval mode and for p = 0; an odd element count works
+    z = torch.randn(3, 5, 7)
+    assert dropout(z, 0.3, False) is z and dropout(z, 0.0, True) is z
+    assert dropout(z, 0.3, True).shape == z.shape
+
+
+def test_training_attention_path_equals_sdpa_without_dropout():
+    """On the CPU a training forward computes attention by hand (to use the cheaper dropout
+    mask); with a drop probability that rounds to zero it must equal the eval (SDPA) path."""
+    torch.manual_seed(0)
+    m = MotionTransformer(ModelConfig(d_model=64, n_layers=2, n_heads=2, d_ff=128, window=16,
+                                      dropout=1e-9))
+    x = torch.randn(2, 40, 25, 18)
+    valid = torch.rand(2, 40) > 0.2
+    ref = m.eval()(x, valid)
+    out = m.train()(x, valid)
+    assert torch.allclose(out, ref, atol=1e-5)
