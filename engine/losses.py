@@ -30,8 +30,9 @@ from .kinematics import forward_kinematics, local_to_global
 from .model import ROOT_SCALE
 from .skeleton import DEFAULT_OFFSETS, NUM_JOINTS
 
-TERMS: tuple[str, ...] = ("rot", "smooth", "fk", "root", "geodesic", "accel")
+TERMS: tuple[str, ...] = ("rot", "smooth", "fk", "root", "geodesic", "accel", "pa")
 _EPS = 1e-8
+_MONITOR_IN_EVAL_ONLY = frozenset({"pa"})
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,12 @@ class LossConfig:
     w_root: float = 1.0      # slot 0 displacement + position, each in units of ROOT_SCALE
     w_geodesic: float = 0.0  # mean geodesic angle of global joint rotations, radians
     w_accel: float = 0.0     # MSE of FK position second differences (acceleration), m^2
+    w_pa: float = 0.0        # FK joint distance after a per-frame similarity alignment, m
 
     def __post_init__(self) -> None:
         if self.fk_metric not in ("mse", "mpjpe"):
             raise ValueError(f"fk_metric must be 'mse' or 'mpjpe', got {self.fk_metric!r}")
-        for name in ("w_rot", "w_smooth", "w_fk", "w_root", "w_geodesic", "w_accel"):
+        for name in ("w_rot", "w_smooth", "w_fk", "w_root", "w_geodesic", "w_accel", "w_pa"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -72,6 +74,27 @@ def _safe_norm(x: torch.Tensor) -> torch.Tensor:
     """Euclidean norm over the last axis with a finite (zero) gradient at 0."""
     sq = (x * x).sum(-1)
     return rot._sqrt_pos(sq)
+
+
+@torch.no_grad()
+def similarity_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-set least-squares similarity of point sets x onto y, no reflection.
+
+    x, y (..., J, 3) -> (scale (...,), rot (..., 3, 3)) such that
+    ``scale * (x - x.mean) @ rot + y.mean`` best matches y (the Procrustes alignment of
+    ``engine.metrics.procrustes_align``, in torch and without gradients: the loss treats the
+    alignment as fixed, which avoids the unstable gradient of the SVD).
+    """
+    x0 = x - x.mean(-2, keepdim=True)
+    y0 = y - y.mean(-2, keepdim=True)
+    h = torch.nan_to_num(x0.transpose(-1, -2) @ y0, nan=0.0, posinf=0.0, neginf=0.0)
+    u, s, vh = torch.linalg.svd(h)  # non-finite input would raise here, not give NaN
+    d = torch.where(torch.linalg.det(u @ vh) < 0, -1.0, 1.0)
+    flip = torch.ones_like(s)
+    flip[..., -1] = d
+    rot = (u * flip[..., None, :]) @ vh
+    scale = (s * flip).sum(-1) / x0.square().sum((-1, -2)).clamp_min(_EPS)
+    return scale, rot
 
 
 def _batch_flags(batch: dict, key: str, b: int, device: torch.device) -> torch.Tensor:
@@ -113,8 +136,9 @@ def compute_losses(pred: torch.Tensor, batch: dict, cfg: LossConfig = LossConfig
     """All loss terms and their weighted sum.
 
     pred: (B, S, 22, 6) model output; batch: see the module docstring.
-    Returns {"rot", "smooth", "fk", "root", "geodesic", "accel", "total"}: scalar float32
-    tensors. Terms with weight 0 are still computed (to monitor them) but carry no gradient.
+    Returns {"rot", "smooth", "fk", "root", "geodesic", "accel", "pa", "total"}: scalar float32
+    tensors. Terms with weight 0 are still computed (to monitor them) but carry no gradient;
+    an unweighted "pa" only where gradients are off (validation), else it is NaN.
     """
     with torch.autocast(device_type=pred.device.type, enabled=False):
         pred, target, w, has_rot, has_pos, offsets = _prepare(pred, batch)
@@ -180,8 +204,16 @@ def compute_losses(pred: torch.Tensor, batch: dict, cfg: LossConfig = LossConfig
             at = pt[:, 2:] - 2 * pt[:, 1:-1] + pt[:, :-2]
             return _masked_mean((ap - at).square().mean((-1, -2)), triple)
 
+        def pa_term():
+            pp, pt = positions()
+            x, y = pp[..., 1:, :], pt[..., 1:, :]                       # (B, S, 20, 3)
+            scale, r = similarity_fit(x, y)
+            aligned = scale[..., None, None] * ((x - x.mean(-2, keepdim=True)) @ r)
+            err = _safe_norm(aligned + y.mean(-2, keepdim=True) - y).mean(-1)
+            return _masked_mean(err, w)
+
         fns = {"rot": rot_term, "smooth": smooth_term, "fk": fk_term, "root": root_term,
-               "geodesic": geodesic_term, "accel": accel_term}
+               "geodesic": geodesic_term, "accel": accel_term, "pa": pa_term}
         out: dict[str, torch.Tensor] = {}
         total = pred.new_zeros(())
         for name in TERMS:
@@ -190,11 +222,15 @@ def compute_losses(pred: torch.Tensor, batch: dict, cfg: LossConfig = LossConfig
                 out[name] = fns[name]()
                 total = total + weight * out[name]
         # Terms with weight 0 are monitored only. Every weighted term ran above, so what the
-        # cache gains here (without gradients) is never needed for a gradient.
+        # cache gains here (without gradients) is never needed for a gradient. The batched SVD
+        # of an unweighted "pa" costs 50 ms per 4,096 frames (2 CPU cores): it is monitored
+        # where gradients are off (validation) and NaN in training steps.
+        monitor_all = not torch.is_grad_enabled()
         with torch.no_grad():
             for name in TERMS:
                 if name not in out:
-                    out[name] = fns[name]()
+                    costly = name in _MONITOR_IN_EVAL_ONLY and not monitor_all
+                    out[name] = pred.new_tensor(float("nan")) if costly else fns[name]()
         out["total"] = total
         return {k: out[k] for k in (*TERMS, "total")}
 

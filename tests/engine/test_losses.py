@@ -9,9 +9,9 @@ import torch
 
 from engine.kinematics import rotations_to_slots
 from engine.losses import TERMS, LossConfig, compute_losses, mpjpe_sum
-from engine.rotations import axis_angle_to_matrix
+from engine.rotations import axis_angle_to_matrix, matrix_to_rotation_6d, rotation_6d_to_matrix
 
-ALL_ON = LossConfig(w_rot=1, w_smooth=1, w_fk=1, w_root=1, w_geodesic=1, w_accel=1)
+ALL_ON = LossConfig(w_rot=1, w_smooth=1, w_fk=1, w_root=1, w_geodesic=1, w_accel=1, w_pa=1)
 
 
 def make_batch(b=2, s=8, seed=0) -> dict:
@@ -63,7 +63,7 @@ def test_weights_scale_total():
     batch = make_batch()
     pred = batch["target"] + 0.05
     a = compute_losses(pred, batch, LossConfig())
-    expected = sum(LossConfig().weight(t) * float(a[t]) for t in TERMS)
+    expected = sum(LossConfig().weight(t) * float(a[t]) for t in TERMS if LossConfig().weight(t))
     assert float(a["total"]) == pytest.approx(expected, rel=1e-5)
 
 
@@ -158,3 +158,53 @@ def test_bad_config_rejected():
         LossConfig(fk_metric="l1")
     with pytest.raises(ValueError):
         LossConfig(w_rot=-1.0)
+
+
+def test_pa_term_ignores_a_global_rotation_and_scale_but_not_a_limb():
+    """"pa": FK joints after a per-frame similarity alignment (as PA-MPJPE): turning the whole
+    body or scaling its bones costs nothing there, while the plain FK term sees both."""
+    from engine.losses import similarity_fit
+    batch = make_batch()
+    turn = torch.from_numpy(axis_angle_to_matrix(np.array([0.3, -0.5, 0.2]))).float()
+    turned_slots = batch["target"].clone()                       # turn the root: every global
+    hips = rotation_6d_to_matrix(turned_slots[..., 1, :])       # rotation turns with it
+    turned_slots[..., 1, :] = matrix_to_rotation_6d(turn @ hips)
+    out = compute_losses(turned_slots, batch, ALL_ON)
+    assert float(out["pa"]) == pytest.approx(0.0, abs=1e-5)
+    assert float(out["fk"]) > 0.01
+    scaled = dict(batch, offsets=batch["offsets"] * 1.3)
+    ref = compute_losses(batch["target"], scaled, ALL_ON)
+    assert float(ref["pa"]) == pytest.approx(0.0, abs=1e-5)
+    bent = batch["target"].clone()
+    bent[..., 14, :] += 0.3                                 # slot 14: the left forearm
+    assert float(compute_losses(bent, batch, ALL_ON)["pa"]) > 1e-3
+    # the alignment itself: recovers a known similarity, never a reflection
+    x = torch.randn(5, 12, 3, dtype=torch.float64)
+    scale, r = similarity_fit(x, 2.0 * x @ turn.double() + 1.0)
+    assert torch.allclose(scale, torch.full((5,), 2.0, dtype=torch.float64))
+    assert torch.allclose(r, turn.double().expand(5, 3, 3), atol=1e-6)
+    _, r = similarity_fit(x, x * torch.tensor([-1.0, 1, 1], dtype=torch.float64))
+    assert torch.allclose(torch.linalg.det(r), torch.ones(5, dtype=torch.float64))
+
+
+def test_unweighted_pa_is_monitored_in_validation_only():
+    batch = make_batch()
+    pred = batch["target"].clone()
+    pred[..., 2:, :] += 0.05
+    cfg = replace(ALL_ON, w_pa=0.0)
+    assert np.isnan(float(compute_losses(pred, batch, cfg)["pa"]))
+    with torch.no_grad():
+        monitored = float(compute_losses(pred, batch, cfg)["pa"])
+    assert monitored == pytest.approx(float(compute_losses(pred, batch, ALL_ON)["pa"]), rel=1e-5)
+    assert float(compute_losses(pred, batch, cfg)["total"]) == pytest.approx(
+        float(compute_losses(pred, batch, ALL_ON)["total"]) - monitored, rel=1e-5)
+
+
+def test_pa_term_survives_non_finite_predictions():
+    """A NaN prediction makes the loss NaN (the train loop then skips the step); the SVD of
+    the alignment must not raise instead."""
+    batch = make_batch()
+    pred = batch["target"].clone()
+    pred[0, 3, 5, :] = float("nan")
+    out = compute_losses(pred, batch, ALL_ON)
+    assert not np.isfinite(float(out["total"]))
