@@ -27,6 +27,7 @@ import torch
 
 from . import rotations as rot
 from .kinematics import forward_kinematics, local_to_global
+from .metrics import similarity_fit
 from .model import ROOT_SCALE
 from .skeleton import DEFAULT_OFFSETS, NUM_JOINTS
 
@@ -74,27 +75,6 @@ def _safe_norm(x: torch.Tensor) -> torch.Tensor:
     """Euclidean norm over the last axis with a finite (zero) gradient at 0."""
     sq = (x * x).sum(-1)
     return rot._sqrt_pos(sq)
-
-
-@torch.no_grad()
-def similarity_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-set least-squares similarity of point sets x onto y, no reflection.
-
-    x, y (..., J, 3) -> (scale (...,), rot (..., 3, 3)) such that
-    ``scale * (x - x.mean) @ rot + y.mean`` best matches y (the Procrustes alignment of
-    ``engine.metrics.procrustes_align``, in torch and without gradients: the loss treats the
-    alignment as fixed, which avoids the unstable gradient of the SVD).
-    """
-    x0 = x - x.mean(-2, keepdim=True)
-    y0 = y - y.mean(-2, keepdim=True)
-    h = torch.nan_to_num(x0.transpose(-1, -2) @ y0, nan=0.0, posinf=0.0, neginf=0.0)
-    u, s, vh = torch.linalg.svd(h)  # non-finite input would raise here, not give NaN
-    d = torch.where(torch.linalg.det(u @ vh) < 0, -1.0, 1.0)
-    flip = torch.ones_like(s)
-    flip[..., -1] = d
-    rot = (u * flip[..., None, :]) @ vh
-    scale = (s * flip).sum(-1) / x0.square().sum((-1, -2)).clamp_min(_EPS)
-    return scale, rot
 
 
 def _batch_flags(batch: dict, key: str, b: int, device: torch.device) -> torch.Tensor:

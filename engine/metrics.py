@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .rotations import geodesic_angle
+from .rotations import _is_torch, geodesic_angle
 from .skeleton import BLAZEPOSE_INDEX, EVAL_BLAZEPOSE_INDICES, EVAL_JOINT_INDICES, EVAL_ROOT_JOINTS
 
 MM = 1000.0  # metres -> millimetres
@@ -53,6 +53,34 @@ def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred - gt, axis=-1).mean(axis=-1) * MM
 
 
+def similarity_fit(x, y):
+    """Least-squares similarity of point sets x onto y, per set, never a reflection.
+
+    x, y (..., J, 3), both NumPy or both torch -> (scale (...,), rot (..., 3, 3)) such that
+    ``scale * (x - mean(x)) @ rot + mean(y)`` best matches y (Umeyama). For torch no gradient
+    flows through the fit (``engine.losses`` holds the alignment fixed, which avoids the
+    unstable gradient of the SVD); non-finite sets are fitted as if zero instead of raising.
+    """
+    if _is_torch(x):
+        import torch
+        with torch.no_grad():
+            return _similarity_fit(torch, x.detach(), y.detach())
+    return _similarity_fit(np, x, y)
+
+
+def _similarity_fit(xp, x, y):
+    x0 = x - x.mean(-2)[..., None, :]
+    y0 = y - y.mean(-2)[..., None, :]
+    h = xp.nan_to_num(x0.swapaxes(-1, -2) @ y0, nan=0.0, posinf=0.0, neginf=0.0)
+    u, s, vt = xp.linalg.svd(h)                          # of X^T Y, (..., 3, 3)
+    d = xp.where(xp.linalg.det(u @ vt) < 0, -1.0, 1.0)   # -1: the best fit is a reflection
+    s[..., -1] *= d
+    vt[..., -1, :] *= d[..., None]
+    rot = u @ vt                                         # x0 @ rot best matches y0
+    scale = s.sum(-1) / xp.clip((x0 * x0).sum(axis=(-1, -2)), 1e-12, None)
+    return scale, rot
+
+
 def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """Per-frame similarity transform of pred onto gt (least squares, no reflection).
 
@@ -60,15 +88,9 @@ def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     """
     pred = np.asarray(pred, dtype=np.float64)
     gt = np.asarray(gt, dtype=np.float64)
-    mu_p, mu_g = pred.mean(axis=1, keepdims=True), gt.mean(axis=1, keepdims=True)
-    x, y = pred - mu_p, gt - mu_g
-    u, s, vt = np.linalg.svd(x.swapaxes(1, 2) @ y)       # of X^T Y, (F, 3, 3)
-    d = np.where(np.linalg.det(u @ vt) < 0, -1.0, 1.0)   # -1: the best fit is a reflection
-    s[:, -1] *= d
-    vt[:, -1, :] *= d[:, None]
-    rot = u @ vt                                         # x @ rot best matches y
-    scale = s.sum(axis=1) / np.maximum((x ** 2).sum(axis=(1, 2)), 1e-12)
-    return scale[:, None, None] * (x @ rot) + mu_g
+    scale, rot = similarity_fit(pred, gt)
+    centred = pred - pred.mean(axis=1, keepdims=True)
+    return scale[:, None, None] * (centred @ rot) + gt.mean(axis=1, keepdims=True)
 
 
 def pa_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

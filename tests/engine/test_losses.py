@@ -163,7 +163,7 @@ def test_bad_config_rejected():
 def test_pa_term_ignores_a_global_rotation_and_scale_but_not_a_limb():
     """"pa": FK joints after a per-frame similarity alignment (as PA-MPJPE): turning the whole
     body or scaling its bones costs nothing there, while the plain FK term sees both."""
-    from engine.losses import similarity_fit
+    from engine.metrics import similarity_fit
     batch = make_batch()
     turn = torch.from_numpy(axis_angle_to_matrix(np.array([0.3, -0.5, 0.2]))).float()
     turned_slots = batch["target"].clone()                       # turn the root: every global
