@@ -54,7 +54,8 @@ from .features import (DEFAULT_ASPECT, DEFAULT_FOCAL, FeatureState, check_landma
 from .filters import OneEuroConfig, OneEuroFilter, one_euro
 from .kinematics import forward_kinematics, local_to_global
 from .numpy_model import ROOT_OFFSET, NumpyMotionTransformer, load_numpy_model
-from .skeleton import DEFAULT_OFFSETS, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_JOINTS, NUM_SLOTS
+from .skeleton import (DEFAULT_OFFSETS, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_JOINTS, NUM_SLOTS,
+                       SLOT_NAMES)
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,67 @@ class InferenceConfig:
     smoothing: OneEuroConfig | None = None  # causal One Euro on the raw output; None = off
 
 
+def _slot_indices(name: str) -> list[int]:
+    """Output slots named ``name``: a slot name (``Hips``, ``RightShoulder``) or a side-free
+    name for both sides (``Shoulder`` = RightShoulder and LeftShoulder)."""
+    if name in SLOT_NAMES:
+        return [SLOT_NAMES.index(name)]
+    both = [SLOT_NAMES.index(side + name) for side in ("Right", "Left")
+            if side + name in SLOT_NAMES]
+    if not both:
+        raise ValueError(f"unknown output slot {name!r} (one of {', '.join(SLOT_NAMES)}, or a "
+                         "name without Right/Left for both sides)")
+    return both
+
+
+def parse_smoothing(text: str) -> OneEuroConfig:
+    """One Euro setting from ``MIN_CUTOFF,BETA[,SLOT=HZ...]``, e.g. ``4,0.1`` or
+    ``4,0.1,Hips=2.5,Shoulder=10``: min cutoff (Hz) and beta for all 22 output slots, then
+    slots with their own min cutoff (names as in ``skeleton.SLOT_NAMES``; a name without
+    Right/Left sets both sides). Raises ValueError with a one-line message."""
+    parts = [p.strip() for p in str(text).split(",")]
+    try:
+        mc, beta = float(parts[0]), float(parts[1])
+        slots = {}
+        for part in parts[2:]:
+            name, hz = part.split("=")
+            for i in _slot_indices(name.strip()):
+                slots[i] = float(hz)
+        return OneEuroConfig(mc, beta, vector_cutoffs=tuple(sorted(slots.items())))
+    except (IndexError, ValueError) as err:
+        detail = str(err) if "slot" in str(err) or "One Euro" in str(err) else ""
+        raise ValueError(f"smoothing takes MIN_CUTOFF,BETA[,SLOT=HZ...], e.g. 4,0.1 or "
+                         f"4,0.1,Hips=2.5,Shoulder=10; got {text!r}"
+                         + (f" ({detail})" if detail else "")) from None
+
+
+def format_smoothing(config: OneEuroConfig) -> str:
+    """The ``parse_smoothing`` text of a setting (d_cutoff and fps are not part of it)."""
+    return ",".join([f"{config.min_cutoff:g}", f"{config.beta:g}"]
+                    + [f"{SLOT_NAMES[i]}={c:g}" for i, c in config.vector_cutoffs])
+
+
+def smoothing_meta(config: OneEuroConfig) -> dict:
+    """The weights' metadata entry of a setting (read back by :func:`recommended_config`)."""
+    out = {"min_cutoff": config.min_cutoff, "beta": config.beta, "d_cutoff": config.d_cutoff}
+    if config.vector_cutoffs:
+        out["slot_min_cutoff"] = {SLOT_NAMES[i]: c for i, c in config.vector_cutoffs}
+    return out
+
+
 def recommended_config(meta: dict) -> InferenceConfig:
     """The inference settings stored with weights (``meta["smoothing"]``: One Euro
-    ``min_cutoff``, ``beta``, ``d_cutoff``), or the defaults."""
+    ``min_cutoff``, ``beta``, ``d_cutoff`` and optional ``slot_min_cutoff`` {slot name: Hz}),
+    or the defaults."""
     sm = meta.get("smoothing") if isinstance(meta, dict) else None
     if not isinstance(sm, dict):
         return InferenceConfig()
     try:
+        slots = sm.get("slot_min_cutoff") or {}
+        pairs = sorted((SLOT_NAMES.index(name), float(hz)) for name, hz in dict(slots).items())
         return InferenceConfig(smoothing=OneEuroConfig(
-            float(sm["min_cutoff"]), float(sm["beta"]), float(sm.get("d_cutoff", 1.0))))
+            float(sm["min_cutoff"]), float(sm["beta"]), float(sm.get("d_cutoff", 1.0)),
+            vector_cutoffs=tuple(pairs)))
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"the weights' smoothing setting is invalid: {sm!r}") from err
 

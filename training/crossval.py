@@ -185,7 +185,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="only these cameras (default: all)")
     parser.add_argument("--sequences", default=None, metavar="SEQ,...",
                         help="only these sequences in the data (default: all)")
-    parser.add_argument("--smoothing", default="off", metavar="MIN_CUTOFF,BETA|off",
+    parser.add_argument("--smoothing", default="off", metavar="MIN_CUTOFF,BETA[,SLOT=HZ...]|off",
                         help="output smoothing at evaluation, the same for both arms (default: off)")
     parser.add_argument("--keep-data", action="store_true",
                         help="keep each arm's prepared dataset after its evaluation")

@@ -48,7 +48,7 @@ from engine.data import FLAG_ALIGNED, FLAG_IN_VIEW, FLAG_TRACKED, load_dataset_m
 from engine.errors import DatasetError, InputError
 from engine.features import DEFAULT_FOCAL, world_landmarks_in_camera_axes
 from engine.filters import OneEuroConfig, one_euro
-from engine.inference import InferenceConfig, Predictor
+from engine.inference import InferenceConfig, Predictor, parse_smoothing, smoothing_meta
 from engine.kinematics import forward_kinematics, slots_to_rotations
 from engine.skeleton import CH_WORLD
 
@@ -239,8 +239,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="HZ", help="One Euro min cutoff of the smoothed baseline")
     parser.add_argument("--baseline-beta", type=float, default=BASELINE_FILTER.beta,
                         help="One Euro beta of the smoothed baseline (1/m)")
-    parser.add_argument("--smoothing", default=None, metavar="MIN_CUTOFF,BETA|off",
-                        help="causal One Euro smoothing of the model's output, e.g. 2,0.5, or "
+    parser.add_argument("--smoothing", default=None, metavar="MIN_CUTOFF,BETA[,SLOT=HZ...]|off",
+                        help="causal One Euro smoothing of the model's output, e.g. 2,0.5 or "
+                             "4,0.1,Hips=2.5,Shoulder=10 (slots with their own min cutoff), or "
                              "off (default: the weights' recommended setting, as users get)")
 
 
@@ -252,17 +253,15 @@ def run(args: argparse.Namespace) -> int:
         if args.smoothing == "off":
             config = InferenceConfig()
         elif args.smoothing:
-            mc, beta = (float(v) for v in args.smoothing.split(","))
-            config = InferenceConfig(smoothing=OneEuroConfig(mc, beta))
-    except ValueError:
-        raise InputError("One Euro settings must be min_cutoff > 0 and beta >= 0 "
-                         "(--smoothing MIN_CUTOFF,BETA)") from None
+            config = InferenceConfig(smoothing=parse_smoothing(args.smoothing))
+    except ValueError as err:
+        raise InputError(f"--smoothing / --baseline-*: {err}") from None
     predictor = Predictor.from_checkpoint(args.checkpoint, backend=args.backend,
                                           config=config)
     res = evaluate_dataset(predictor, args.data, args.split, bf)
     res["checkpoint"] = str(args.checkpoint) if args.checkpoint else "shipped weights"
     sm = predictor.config.smoothing
-    res["model_smoothing"] = None if sm is None else {"min_cutoff": sm.min_cutoff, "beta": sm.beta}
+    res["model_smoothing"] = None if sm is None else smoothing_meta(sm)
     res["data"] = str(args.data)
     sub = res["subsets"][args.subset]
     print(format_table(sub["overall"], f"{args.split} split, subset {args.subset}, "

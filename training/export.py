@@ -16,14 +16,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="a training checkpoint (.pt) or weights")
     parser.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     parser.add_argument("--note", default="", help="free text stored in the metadata")
-    parser.add_argument("--smoothing", default=None, metavar="MIN_CUTOFF,BETA",
+    parser.add_argument("--smoothing", default=None, metavar="MIN_CUTOFF,BETA[,SLOT=HZ...]",
                         help="recommended causal One Euro smoothing stored with the weights "
-                             "(predict, animate and evaluate use it by default)")
+                             "(predict, animate and evaluate use it by default), e.g. 4,0.1 "
+                             "or 4,0.1,Hips=2.5,Shoulder=10 (slots with their own min cutoff)")
 
 
 def run(args: argparse.Namespace) -> int:
     from engine.checkpoint import export_weights, load_model
     from engine.errors import CheckpointError
+    from engine.inference import parse_smoothing, smoothing_meta
 
     if args.out.suffix.lower() != ".safetensors":
         raise CheckpointError(f"--out must end in .safetensors, got {args.out.name}")
@@ -33,10 +35,9 @@ def run(args: argparse.Namespace) -> int:
         keep["note"] = args.note
     if args.smoothing:
         try:
-            mc, beta = (float(v) for v in args.smoothing.split(","))
-        except ValueError:
-            raise CheckpointError("--smoothing takes MIN_CUTOFF,BETA, e.g. 1.5,0.3") from None
-        keep["smoothing"] = {"min_cutoff": mc, "beta": beta, "d_cutoff": 1.0}
+            keep["smoothing"] = smoothing_meta(parse_smoothing(args.smoothing))
+        except ValueError as err:
+            raise CheckpointError(f"--smoothing: {err}") from None
     export_weights(model, args.out, {"source": args.checkpoint.name, **keep})
     size = args.out.stat().st_size / 1e6
     print(f"wrote {args.out} ({model.num_parameters():,} parameters, {size:.1f} MB)")

@@ -148,3 +148,25 @@ def test_one_euro_sequence_equals_the_written_out_filter_with_resets():
     f = OneEuroFilter(cfg)
     step = np.stack([f(x[t]) for t in range(50)])
     np.testing.assert_allclose(step, out[:50], rtol=1e-6, atol=1e-6)
+
+
+def test_one_euro_vector_cutoffs_give_single_vectors_their_own_filter():
+    """A vector with its own min cutoff is filtered exactly as if it were filtered alone."""
+    rng = np.random.default_rng(4)
+    x = np.cumsum(rng.normal(size=(120, 3, 6)), axis=0).astype(np.float32)
+    valid = np.ones(120, bool)
+    valid[60] = False
+    cfg = OneEuroConfig(min_cutoff=2.0, beta=0.3, fps=30.0, vector_cutoffs=((1, 8.0),))
+    out = one_euro(x, cfg, valid)
+    plain = one_euro(x, OneEuroConfig(min_cutoff=2.0, beta=0.3, fps=30.0), valid)
+    own = one_euro(x, OneEuroConfig(min_cutoff=8.0, beta=0.3, fps=30.0), valid)
+    np.testing.assert_array_equal(out[:, [0, 2]], plain[:, [0, 2]])
+    np.testing.assert_array_equal(out[:, 1], own[:, 1])
+    assert not np.allclose(out[:, 1], plain[:, 1])
+    f = OneEuroFilter(cfg)
+    np.testing.assert_allclose(np.stack([f(x[t]) for t in range(60)]), out[:60], atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit"):
+        one_euro(x, OneEuroConfig(vector_cutoffs=((3, 1.0),)))
+    for bad in (((0, 0.0),), ((-1, 2.0),), ((0, float("nan")),), (("a", 1.0),)):
+        with pytest.raises(ValueError, match="vector cutoffs"):
+            OneEuroConfig(vector_cutoffs=bad)
