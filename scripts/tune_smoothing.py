@@ -11,8 +11,10 @@ acceleration error (mm/frame^2).
 1. A grid of one setting for all 22 slots (min cutoff x beta).
 2. From the best uniform setting under the acceleration budget, a coordinate search over
    groups of slots (hip rotation, spine, shoulders, upper arms, forearms, thighs, shins), each
-   given its own min cutoff: a change is kept when it lowers PA-MPJPE + 5 x (acceleration
-   over the budget) + 0.2 x (MPJPE above the uniform setting's).
+   given its own min cutoff: a change is kept when it lowers PA-MPJPE + 0.5 x acceleration
+   + 5 x (acceleration over the budget) + 0.05 x (MPJPE above the uniform setting's). The
+   0.5 mm per mm/frame^2 values acceleration headroom that one group (e.g. the hip rotation,
+   which Procrustes removes) frees for another (e.g. the shoulders) in a later step.
 
 The budget defaults to 0.95 x the acceleration of the One-Euro-smoothed BlazePose baseline on
 the same frames (the issue's target is "at most the smoothed baseline's"; 5 % is the margin).
@@ -42,8 +44,8 @@ GROUPS = {"hip": ["Hips"], "spine": ["Spine", "Spine1", "Spine2", "Spine3"],
           "shoulders": ["RightShoulder", "LeftShoulder"], "upper arms": ["RightArm", "LeftArm"],
           "forearms": ["RightForeArm", "LeftForeArm"], "thighs": ["RightUpLeg", "LeftUpLeg"],
           "shins": ["RightLeg", "LeftLeg"]}
-UNIFORM_GRID = [(mc, b) for mc in (2.0, 3.0, 4.0, 6.0) for b in (0.0, 0.1, 0.3)]
-GROUP_CUTOFFS = (1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0, 20.0)
+UNIFORM_GRID = [(mc, b) for mc in (2.0, 3.0, 4.0, 6.0) for b in (0.1, 0.3)]
+GROUP_CUTOFFS = (1.5, 2.5, 4.0, 6.0, 10.0)
 
 
 def load_runs(checkpoint: Path, root: Path, split: str) -> tuple[list[dict], np.ndarray, float]:
@@ -101,7 +103,7 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--budget", type=float, default=None,
                     help="acceleration budget, mm/frame^2 (default 0.95 x smoothed baseline)")
-    ap.add_argument("--rounds", type=int, default=1, help="passes of the coordinate search")
+    ap.add_argument("--rounds", type=int, default=2, help="passes of the coordinate search")
     args = ap.parse_args()
     runs, offsets, base_accel = load_runs(args.checkpoint, args.data, args.split)
     budget = args.budget if args.budget is not None else 0.95 * base_accel
@@ -123,8 +125,8 @@ def main() -> None:
     ref_mpjpe = best["mpjpe"]
 
     def objective(r: dict) -> float:
-        return (r["pa"] + 5 * max(0.0, r["accel"] - budget)
-                + 0.2 * max(0.0, r["mpjpe"] - ref_mpjpe))
+        return (r["pa"] + 0.5 * r["accel"] + 5 * max(0.0, r["accel"] - budget)
+                + 0.05 * max(0.0, r["mpjpe"] - ref_mpjpe))
 
     groups: dict[str, float] = {}
     for _ in range(args.rounds):
