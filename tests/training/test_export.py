@@ -20,12 +20,18 @@ def test_export_round_trip_and_bad_suffix(tmp_path, capsys):
     assert "must end in .safetensors" in capsys.readouterr().err
 
 
-def test_recommended_smoothing_travels_with_the_weights(tmp_path):
-    from engine.inference import InferenceConfig, Predictor
+def _tiny_weights(tmp_path):
+    """A small random model exported as tmp_path/a.safetensors (no smoothing stored)."""
     torch.manual_seed(0)
     model = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)).eval()
     src = tmp_path / "a.safetensors"
     export_weights(model, src)
+    return src
+
+
+def test_recommended_smoothing_travels_with_the_weights(tmp_path):
+    from engine.inference import InferenceConfig, Predictor
+    src = _tiny_weights(tmp_path)
     out = tmp_path / "b.safetensors"
     assert main(["export", str(src), "--out", str(out), "--smoothing", "1.5,0.3"]) == 0
     assert Predictor.from_checkpoint(src).config.smoothing is None
@@ -46,10 +52,7 @@ def test_per_slot_smoothing_travels_with_the_weights_and_bad_text_is_one_line(tm
     for bad in ("4", "4,x", "4,0.1,Elbow=3", "4,0.1,Hips", "4,0.1,Hips=0", "-1,0.1"):
         with pytest.raises(ValueError, match="MIN_CUTOFF,BETA"):
             parse_smoothing(bad)
-    torch.manual_seed(0)
-    model = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)).eval()
-    src = tmp_path / "a.safetensors"
-    export_weights(model, src)
+    src = _tiny_weights(tmp_path)
     out = tmp_path / "b.safetensors"
     assert main(["export", str(src), "--out", str(out), "--smoothing", "4,0.1,Hips=2.5"]) == 0
     sm = Predictor.from_checkpoint(out).config.smoothing
