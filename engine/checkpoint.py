@@ -215,12 +215,14 @@ def _model_from(cfg_dict: dict, tensors: dict, source: str, device) -> MotionTra
 def export_weights(model: MotionTransformer, path: str | os.PathLike, meta: dict | None = None) -> None:
     """Write the model's tensors as safetensors (atomically).
 
-    Metadata: ``format``, ``model_config`` (JSON of ``ModelConfig.to_dict``), ``meta`` (JSON of
+    A model with domain vectors is written as the plain model for domain 0 (real video,
+    ``MotionTransformer.fold_domain``). Metadata: ``format``, ``model_config`` (JSON of ``ModelConfig.to_dict``), ``meta`` (JSON of
     ``meta``, defaults: feature version and the default body's offsets). Raises CheckpointError
     for non-finite parameters.
     """
     from safetensors.torch import save as st_save
 
+    model = model.fold_domain(0)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     _require_finite(tensors, "a model")
     meta = {"feature_version": FEATURE_VERSION, "offsets": DEFAULT_OFFSETS.tolist(), **(meta or {})}
@@ -262,7 +264,9 @@ def _load_safetensors(path: Path, device) -> tuple[MotionTransformer, dict]:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
                ) -> tuple[MotionTransformer, dict]:
     """A MotionTransformer in eval mode and its metadata, from a ``.pt`` training checkpoint
-    or ``.safetensors`` weights. Raises CheckpointError for anything else."""
+    or ``.safetensors`` weights. Raises CheckpointError for anything else. A checkpoint of a
+    model with domain vectors gives the plain model for real video
+    (``MotionTransformer.fold_domain(0)``): inference sees real video only."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"no weights file at {path}")
@@ -275,7 +279,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
             raise CheckpointError(f"{path} was made for feature version "
                                   f"{ckpt.get('feature_version')}, this Blaze2Cap computes "
                                   f"version {FEATURE_VERSION}")
-        model = _model_from(ckpt["model_config"], ckpt["model"], str(path), device)
+        model = _model_from(ckpt["model_config"], ckpt["model"], str(path), device).fold_domain(0)
         meta = {k: ckpt[k] for k in ("step", "epoch", "best_metric", "feature_version", "offsets",
                                      "train_config", "loss_config") if k in ckpt}
         return model, meta

@@ -8,7 +8,8 @@ A prepared dataset folder ``DS`` (written by ``blaze2cap prepare``) holds
   ``aspect``, ``focal`` (optional: focal length / long image side), ``flags`` (relative
   path), ``skeleton_offsets`` ((21, 3) list or null), ``has_root_rotation``,
   ``source_format``, ``weight`` (optional, default 1: multiplies the entry's frame weights,
-  e.g. to mix rendered data-engine clips with the real pairs);
+  e.g. to mix rendered data-engine clips with the real pairs), ``domain`` (optional: the
+  data source, ``DOMAINS``; default from ``source_format`` and ``synthetic``);
 * ``source`` files: (F, 33, 10) float32 BlazePose landmarks (``engine.skeleton`` channels);
 * ``target`` files: (F, 22, 6) float32 slots (``engine.kinematics.rotations_to_slots``);
 * ``flags`` files: (F,) uint8 bitfield per frame, bits ``FLAG_*`` below.
@@ -55,6 +56,10 @@ FLAG_CLEAN = 8     # detected and median 2D error < 100 px: usable as a training
 ALL_FLAGS = FLAG_ALIGNED | FLAG_IN_VIEW | FLAG_TRACKED | FLAG_CLEAN
 
 _IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # padding target rotations
+
+#: Data sources, as indices of ``ModelConfig.num_domains`` vectors: real BlazePose on real
+#: video, real BlazePose on data-engine renders, synthetic noise on projected joints.
+DOMAINS = ("real", "engine", "synthetic")
 
 DEFAULT_FPS = 60.0
 MAP_NAME = "dataset_map.json"
@@ -244,6 +249,22 @@ def entry_weight(entry: dict) -> float:
     return float(w)
 
 
+def entry_domain(entry: dict) -> int:
+    """An entry's data source, an index into ``DOMAINS``: its ``domain`` key (a name or an
+    index), else 1 for data-engine clips, 2 for synthetic entries, 0 for the rest."""
+    d = entry.get("domain")
+    if d is None:
+        if entry.get("source_format") == "dataengine":
+            return 1
+        return 2 if entry.get("synthetic") else 0
+    if isinstance(d, str) and d in DOMAINS:
+        return DOMAINS.index(d)
+    if isinstance(d, int) and not isinstance(d, bool) and 0 <= d < len(DOMAINS):
+        return d
+    raise DatasetError(f"domain of {entry.get('source')} must be one of {DOMAINS} or an index "
+                       f"below {len(DOMAINS)}, got {d!r}")
+
+
 def frame_weights(valid: np.ndarray, flags: np.ndarray) -> np.ndarray:
     """(F,) float32: 1 where features are valid and the flags say aligned and clean."""
     need = FLAG_ALIGNED | FLAG_CLEAN
@@ -377,8 +398,9 @@ class WindowDataset(Dataset):
       features (S, 25, 18) float32, valid (S,) bool (feature validity), target (S, 22, 6)
       float32 slots, weight (S,) float32 (the entry's ``weight``, default 1, on valid,
       aligned and clean frames, else 0),
-      offsets (21, 3) float32 metres, has_root_rotation () bool, entry () int64 (index into
-      ``self.entries``), start () int64 (first frame of the window in the entry).
+      offsets (21, 3) float32 metres, has_root_rotation () bool, domain () int64
+      (:func:`entry_domain`), entry () int64 (index into ``self.entries``), start () int64
+      (first frame of the window in the entry).
 
     Windows start every ``hop`` frames (default ``window // 2`` for train, ``window`` for
     test) and one more covers the tail; frames past the end of an entry are padding (zero
@@ -416,6 +438,7 @@ class WindowDataset(Dataset):
         self.has_root_rotation = np.load(self.cache_path / "has_root_rotation.npy")
         if len(self.starts) != len(self.entries) + 1:
             raise DatasetError(f"cache {self.cache_path} does not match the map; delete it")
+        self.domains = np.array([entry_domain(e) for e in self.entries], dtype=np.int64)
         self._arrays: dict[str, np.ndarray] | None = None
         self.windows = self._make_windows(np.load(self.cache_path / "weight.npy", mmap_mode="r"))
 
@@ -483,6 +506,7 @@ class WindowDataset(Dataset):
             "weight": torch.from_numpy(weight),
             "offsets": torch.from_numpy(self.offsets[e].copy()),
             "has_root_rotation": torch.tensor(bool(self.has_root_rotation[e])),
+            "domain": torch.tensor(int(self.domains[e]), dtype=torch.int64),
             "entry": torch.tensor(e, dtype=torch.int64),
             "start": torch.tensor(s, dtype=torch.int64),
         }

@@ -13,6 +13,10 @@ Design:
 * causal, banded self-attention: frame t attends to frames t-window+1 .. t that are valid
   (frames without a detection are masked out as keys); a frame with no valid key attends to
   itself only;
+* optional domain vectors (``num_domains > 1``): a learnt (d_model,) vector per data source
+  (real video, data-engine renders, synthetic noise) added after the input projection, so
+  that the model can keep what differs between the sources apart from what they share;
+  inference uses domain 0 (real video), which ``fold_domain`` bakes into the input bias;
 * split-head decoder: root head -> (B, S, 2, 6), body head -> (B, S, 20, 6); rotation slots
   are predicted as residuals of the identity so an untrained model outputs the rest pose.
 """
@@ -159,6 +163,8 @@ class MotionTransformer(nn.Module):
         self.register_buffer("input_std", torch.ones(n_in))
         self.input_proj = nn.Linear(n_in, cfg.d_model)
         self.input_drop = Dropout(cfg.dropout)
+        if cfg.num_domains > 1:  # zero: every source starts where a model without them is
+            self.domain_embed = nn.Parameter(torch.zeros(cfg.num_domains, cfg.d_model))
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.root_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(),
@@ -171,6 +177,23 @@ class MotionTransformer(nn.Module):
         self.register_buffer("identity_6d", torch.tensor(IDENTITY_6D), persistent=False)
         self.register_buffer("root_scale", torch.tensor(ROOT_SCALE), persistent=False)
         self.register_buffer("root_offset", torch.tensor(ROOT_OFFSET), persistent=False)
+
+    @torch.no_grad()
+    def fold_domain(self, domain: int = 0) -> "MotionTransformer":
+        """A copy without domain vectors that computes what this model computes for
+        ``domain`` (its vector added to the input projection's bias); ``self`` when it has
+        none. For export: released weights have the plain architecture."""
+        if self.cfg.num_domains <= 1:
+            return self
+        if not 0 <= domain < self.cfg.num_domains:
+            raise ValueError(f"domain must be below {self.cfg.num_domains}, got {domain}")
+        from dataclasses import replace
+
+        plain = MotionTransformer(replace(self.cfg, num_domains=1)).to(self.input_mean.device)
+        state = {k: v for k, v in self.state_dict().items() if k != "domain_embed"}
+        state["input_proj.bias"] = state["input_proj.bias"] + self.domain_embed[domain]
+        plain.load_state_dict(state)
+        return plain.train(self.training)
 
     @property
     def receptive_field(self) -> int:
@@ -187,9 +210,12 @@ class MotionTransformer(nn.Module):
         self.input_std.copy_(std.reshape(-1).clamp_min(1e-3))
 
     def forward(self, feats: torch.Tensor, valid: torch.Tensor | None = None,
-                past: list | None = None, return_cache: bool = False):
+                past: list | None = None, return_cache: bool = False,
+                domain: torch.Tensor | None = None):
         """feats (B, S, 25, 18), valid (B, S) bool -> (B, S, 22, 6).
 
+        ``domain``: (B,) int64 data source of each sequence (``engine.data.DOMAINS``; default
+        0, real video); used only by a model with ``num_domains > 1``.
         ``past``: per layer (k, v, valid) of up to window-1 earlier frames (from a previous
         call with ``return_cache=True``); then the result is ``(out, cache)``.
         """
@@ -198,7 +224,17 @@ class MotionTransformer(nn.Module):
             valid = torch.ones(B, S, dtype=torch.bool, device=feats.device)
         x = (feats.reshape(B, S, -1) - self.input_mean) / self.input_std
         x = x * valid[..., None]
-        x = self.input_drop(self.input_proj(x))
+        x = self.input_proj(x)
+        if self.cfg.num_domains > 1:
+            if domain is None:
+                x = x + self.domain_embed[0]
+            else:
+                if domain.shape != (B,) or not bool(((domain >= 0)
+                                                      & (domain < self.cfg.num_domains)).all()):
+                    raise ValueError(f"domain must be ({B},) indices below "
+                                     f"{self.cfg.num_domains}")
+                x = x + self.domain_embed[domain][:, None]
+        x = self.input_drop(x)
         past_valid = past[0][2] if past else valid[:, :0]
         valid_k = torch.cat([past_valid, valid], dim=1)
         mask = attention_mask(valid, valid_k, self.cfg.window)

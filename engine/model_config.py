@@ -26,6 +26,12 @@ class ModelConfig:
     rope_base: float = 10000.0          # RoPE frequency base
     geometric_prior: bool = True        # rotations are residuals on engine.ik's prior
     prior_version: int = 2              # engine.ik.prior_rotations version (1: before 2026-11)
+    num_domains: int = 1                # >1: a learnt vector per data source (engine.data.DOMAINS)
+                                        # added after the input projection; 0 = real video
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.num_domains <= 16:
+            raise ValueError(f"num_domains must be 1..16, got {self.num_domains}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -72,6 +72,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from .checkpoint import (atomic_write_bytes, config_differences, load_checkpoint, rng_state,
                          save_checkpoint, set_rng_state)
+from .data import DOMAINS
 from .errors import CheckpointError, DatasetError, InputError, TrainingError
 from .features import FEATURE_VERSION
 from .losses import TERMS, LossConfig, compute_losses, mpjpe_sum
@@ -443,8 +444,9 @@ class TrainingRecipe:
 
         # Model, optimizer, schedule, precision.
         self.raw_model = MotionTransformer(self.model_cfg).to(self.device)
-        decay = [p for p in self.raw_model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.raw_model.parameters() if p.dim() < 2]
+        named = list(self.raw_model.named_parameters())
+        decay = [p for n, p in named if p.dim() >= 2 and n != "domain_embed"]
+        no_decay = [p for n, p in named if p.dim() < 2 or n == "domain_embed"]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
@@ -453,6 +455,12 @@ class TrainingRecipe:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.amp and cuda)
 
         # Data.
+        for split, ds in (("training", self.train_set), ("validation", self.val_set)):
+            top = int(getattr(ds, "domains", np.zeros(1, np.int64)).max(initial=0))
+            if self.model_cfg.num_domains > 1 and top >= self.model_cfg.num_domains:
+                raise InputError(f"the {split} data has {DOMAINS[top]} entries (domain {top}) but "
+                                 f"model.num_domains is {self.model_cfg.num_domains}; set "
+                                 f"model.num_domains={top + 1}")
         self.sampler = ResumableSampler(self.train_set, self.world, self.rank, True, cfg.seed)
         workers = min(cfg.num_workers, max(0, available_cpus() // max(1, self.local_world)))
         self.loader_gen = torch.Generator()
@@ -558,13 +566,17 @@ class TrainingRecipe:
             dist.all_reduce(t)
         return t
 
+    def _domain(self, batch: dict) -> torch.Tensor | None:
+        """(B,) data source of each window for a model with domain vectors, else None."""
+        return batch.get("domain") if self.model_cfg.num_domains > 1 else None
+
     def train_step(self, batch: dict) -> dict[str, float] | None:
         """One optimizer step on a batch (on the device). Returns the loss terms (mean over
         ranks) and ``grad_norm``, or None when the step was skipped (non-finite loss or
         gradients). Raises TrainingError after more than ``max_nonfinite`` skips in a row."""
         self.model.train()
         with self._autocast():
-            pred = self.model(batch["features"], batch["valid"])
+            pred = self.model(batch["features"], batch["valid"], domain=self._domain(batch))
         losses = compute_losses(pred, batch, self.loss_cfg)
         stop = 1.0 if self._stop.signal else 0.0
         vec = torch.stack([losses[k].detach() for k in LOSS_COLUMNS]
@@ -633,7 +645,7 @@ class TrainingRecipe:
                 break
             batch = self._to_device(batch)
             with self._autocast():
-                pred = model(batch["features"], batch["valid"])
+                pred = model(batch["features"], batch["valid"], domain=self._domain(batch))
             losses = compute_losses(pred, batch, self.loss_cfg)
             w = batch["weight"].double().sum()
             acc[:len(LOSS_COLUMNS)] += torch.stack([losses[k].double() for k in LOSS_COLUMNS]) * w

@@ -226,3 +226,18 @@ def test_load_sequence_checks_shapes(tmp_path):
     D.save_npy_atomic(tmp_path / entries[0]["target"], np.zeros((9, 22, 6), np.float32))
     with pytest.raises(DatasetError, match="frames"):
         D.load_sequence(tmp_path, entries[0])
+
+
+def test_entry_domain_from_source_or_key(tiny_ds):
+    assert D.entry_domain({"source_format": "blaze2cap"}) == 0
+    assert D.entry_domain({"source_format": "dataengine"}) == 1
+    assert D.entry_domain({"source_format": "blaze2cap", "synthetic": True}) == 2
+    assert D.entry_domain({"domain": "engine"}) == 1 and D.entry_domain({"domain": 2}) == 2
+    for bad in ("video", 3, True, 1.0):
+        with pytest.raises(D.DatasetError, match="domain of"):
+            D.entry_domain({"domain": bad, "source": "x.npy"})
+    entries = json.loads((tiny_ds / D.MAP_NAME).read_text())
+    entries[1]["source_format"] = "dataengine"
+    D.write_json_atomic(tiny_ds / D.MAP_NAME, entries)
+    ds = D.WindowDataset(tiny_ds, "train", window=64, min_valid_frames=16)
+    assert [int(ds[i]["domain"]) for i in range(len(ds))] == [0, 0, 0, 1]

@@ -129,3 +129,35 @@ def test_training_attention_path_equals_sdpa_without_dropout():
     ref = m.eval()(x, valid)
     out = m.train()(x, valid)
     assert torch.allclose(out, ref, atol=1e-5)
+
+
+def test_domain_vectors_start_neutral_and_fold_into_the_input_bias():
+    """A model with domain vectors equals the plain model at initialisation; once the
+    vectors differ, domain 0 (real video) is what inference and the exported weights get."""
+    torch.manual_seed(1)
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, num_domains=3)
+    m = MotionTransformer(cfg).eval()
+    assert m.domain_embed.shape == (3, 32) and not m.domain_embed.any()
+    x, valid = torch.randn(2, 10, 25, 18), torch.ones(2, 10, dtype=torch.bool)
+    plain = m.fold_domain(0)
+    assert plain.cfg.num_domains == 1 and not hasattr(plain, "domain_embed")
+    torch.testing.assert_close(plain(x, valid), m(x, valid))
+    with torch.no_grad():
+        m.domain_embed.normal_()
+    out0 = m(x, valid, domain=torch.tensor([0, 0]))
+    out_mixed = m(x, valid, domain=torch.tensor([0, 1]))
+    torch.testing.assert_close(out_mixed[0], out0[0])
+    assert (out_mixed[1] - out0[1]).abs().max() > 1e-3       # the vector changes the output
+    torch.testing.assert_close(m(x, valid), out0)             # default: real video
+    torch.testing.assert_close(m.fold_domain(0)(x, valid), out0)
+    torch.testing.assert_close(m.fold_domain(1)(x[1:], valid[1:]), out_mixed[1:])
+    with pytest.raises(ValueError, match="domain must be"):
+        m(x, valid, domain=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="num_domains"):
+        ModelConfig(num_domains=0)
+
+
+def test_models_without_domain_vectors_are_unchanged():
+    m = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64))
+    assert m.fold_domain(0) is m and "domain_embed" not in m.state_dict()
+    assert ModelConfig.from_dict({"d_model": 32}).num_domains == 1

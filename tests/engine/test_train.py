@@ -262,6 +262,39 @@ def test_weight_average_is_validated_saved_and_resumed(tmp_path):
             torch.testing.assert_close(again[key][k], v, rtol=1e-4, atol=1e-6)
 
 
+def test_domain_vectors_train_and_export_as_the_real_video_model(tmp_path):
+    """Windows carry their data source; a model with domain vectors learns one per source
+    and the exported weights are the plain model for real video (domain 0)."""
+    from dataclasses import replace
+
+    from engine.checkpoint import _model_from, export_weights, load_model
+
+    arrays = make_arrays()
+    arrays["domain"] = np.arange(16) % 2
+    cfg = replace(TINY, num_domains=2)
+    kw = {**QUICK, "epochs": 50, "max_steps": 4, "eval_every": 4}
+    train(TrainConfig(**kw), cfg, LossConfig(), None, tmp_path / "run",
+          train_set=SynthDataset(arrays), val_set=SynthDataset(make_arrays(8, seed=5)))
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    model = _model_from(ckpt["model_config"], ckpt["model"], "last.pt", "cpu")
+    emb = model.domain_embed.detach()
+    assert emb.shape == (2, 32) and (emb[1] - emb[0]).abs().max() > 0  # both sources learnt
+    export_weights(model, tmp_path / "w.safetensors")
+    x, valid = torch.randn(1, 12, 25, 18), torch.ones(1, 12, dtype=torch.bool)
+    for path in (tmp_path / "w.safetensors", tmp_path / "run" / "last.pt"):  # what inference gets
+        plain, _ = load_model(path)
+        assert plain.cfg.num_domains == 1 and "domain_embed" not in plain.state_dict()
+        with torch.no_grad():
+            torch.testing.assert_close(plain(x, valid), model(x, valid, domain=torch.tensor([0])))
+
+    # A source the model has no vector for is refused before any step, in one line.
+    arrays["domain"] = np.arange(16) % 3
+    ds = SynthDataset(arrays)
+    ds.domains = arrays["domain"]
+    with pytest.raises(InputError, match="model.num_domains=3"):
+        train(TrainConfig(**kw), cfg, LossConfig(), None, tmp_path / "bad", train_set=ds)
+
+
 def test_ema_decay_is_warmed_up_so_the_first_weights_fade():
     assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)
     assert ema_decay_at(0.999, 100_000) == 0.999
