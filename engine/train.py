@@ -113,6 +113,8 @@ class TrainConfig:
     max_val_batches: int | None = None  # cap on validation batches (None: whole split)
     max_nonfinite: int = 20            # consecutive non-finite losses tolerated
     compile: bool = False              # torch.compile the model
+    init_from: str | None = None       # start from these weights (.pt or .safetensors; their
+                                       # input normalisation too) instead of random ones
     train_split: str = "train"         # splits of the prepared dataset
     val_split: str = "test"
 
@@ -487,6 +489,9 @@ class TrainingRecipe:
         self.ema = None
         if self.resume:
             ckpt = self._load(last)
+        elif cfg.init_from:
+            ckpt = None
+            self._init_weights(Path(cfg.init_from))
         else:
             ckpt = None
             mean, std = self.stats if self.stats is not None else dataset_feature_stats(self.train_set)
@@ -523,6 +528,28 @@ class TrainingRecipe:
                 "world_size": self.world, "train_windows": len(self.train_set),
                 "val_windows": 0 if self.val_set is None else len(self.val_set),
                 "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+
+    def _init_weights(self, path: Path) -> None:
+        """Fine-tuning: this run's model starts as the weights at ``path`` (a training
+        checkpoint's inference weights, or exported safetensors), input normalisation
+        included. Domain vectors the weights lack start at zero (the weights are the real-video
+        model); any other difference of architecture raises CheckpointError."""
+        from dataclasses import replace
+
+        from .checkpoint import load_model
+
+        src, _ = load_model(path, device=self.device)  # folded: the real-video model
+        want = replace(self.model_cfg, num_domains=1, dropout=src.cfg.dropout)
+        diffs = config_differences(src.cfg.to_dict(), want.to_dict())
+        if diffs:
+            raise CheckpointError(f"cannot start from {path}: its model differs from this "
+                                  f"recipe's ({'; '.join(diffs)})")
+        missing, unexpected = self.raw_model.load_state_dict(src.state_dict(), strict=False)
+        if unexpected or set(missing) - {"domain_embed"}:
+            raise CheckpointError(f"cannot start from {path}: parameters differ "
+                                  f"({', '.join((missing + unexpected)[:5])})")
+        if self.is_main:
+            log.info("starting from the weights of %s", path)
 
     def _load(self, path: Path) -> dict:
         ckpt = load_checkpoint(path, self.model_cfg)

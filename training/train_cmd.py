@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    parser.add_argument("--init", metavar="WEIGHTS",
+                        help="fine-tune: start from these weights (.pt checkpoint or "
+                             ".safetensors, e.g. engine/weights/default.safetensors)")
     parser.add_argument("--batch-size", type=int, help="windows per step (per process)")
     parser.add_argument("--lr", type=float, help="peak learning rate")
     parser.add_argument("--epochs", type=int, help="passes over the training split")
@@ -166,7 +169,8 @@ def build_configs(sections: dict[str, dict], args: argparse.Namespace):
             section, name = _resolve_key(f"{s}.{k}")
             merged[s][k] = _coerce(section, name, merged[s][k])
     flags = {"max_steps": args.max_steps, "device": args.device, "batch_size": args.batch_size,
-             "lr": args.lr, "epochs": args.epochs, "num_workers": args.num_workers}
+             "lr": args.lr, "epochs": args.epochs, "num_workers": args.num_workers,
+             "init_from": getattr(args, "init", None)}
     merged["train"].update({k: v for k, v in flags.items() if v is not None})
     if args.no_amp:
         merged["train"]["amp"] = False

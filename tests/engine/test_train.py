@@ -295,6 +295,40 @@ def test_domain_vectors_train_and_export_as_the_real_video_model(tmp_path):
         train(TrainConfig(**kw), cfg, LossConfig(), None, tmp_path / "bad", train_set=ds)
 
 
+def test_init_from_weights_fine_tunes_with_their_normalisation(tmp_path):
+    """train.init_from starts from trained weights (a checkpoint's inference weights or the
+    exported safetensors), input normalisation included; new domain vectors start at zero;
+    another architecture is refused in one line."""
+    from dataclasses import replace
+
+    from engine.checkpoint import export_weights, load_model
+
+    run_quick(tmp_path / "ref", max_steps=4)
+    src, _ = load_model(tmp_path / "ref" / "last.pt")
+    export_weights(src, tmp_path / "ref.safetensors")
+    for path, model_cfg in ((tmp_path / "ref" / "last.pt", TINY),
+                            (tmp_path / "ref.safetensors", replace(TINY, num_domains=2))):
+        cfg = TrainConfig(**{**QUICK, "max_steps": 2, "init_from": str(path)})
+        recipe = TrainingRecipe(cfg, model_cfg, LossConfig(), tmp_path / f"ft{path.suffix}",
+                                SynthDataset(make_arrays(seed=9)))
+        recipe.setup()
+        try:
+            state = recipe.raw_model.state_dict()
+            for k, v in src.state_dict().items():
+                torch.testing.assert_close(state[k], v)   # input_mean / input_std included
+            if model_cfg.num_domains > 1:
+                assert not state["domain_embed"].any()
+        finally:
+            recipe.cleanup()
+    cfg = TrainConfig(**{**QUICK, "init_from": str(tmp_path / "ref" / "last.pt")})
+    with pytest.raises(CheckpointError, match="its model differs.*d_model"):
+        TrainingRecipe(cfg, replace(TINY, d_model=16), LossConfig(), tmp_path / "bad",
+                       SynthDataset(make_arrays())).setup()
+    cfg = TrainConfig(**{**QUICK, "init_from": str(tmp_path / "missing.pt")})
+    with pytest.raises(CheckpointError, match="no weights file"):
+        TrainingRecipe(cfg, TINY, LossConfig(), tmp_path / "bad2", SynthDataset(make_arrays())).setup()
+
+
 def test_ema_decay_is_warmed_up_so_the_first_weights_fade():
     assert ema_decay_at(0.999, 1) == pytest.approx(2 / 11)
     assert ema_decay_at(0.999, 100_000) == 0.999
