@@ -30,6 +30,10 @@ validation loss + MPJPE (mm)            ``eval_every`` steps, at each epoch end 
                                         ``max_val_batches`` caps its cost
 checkpoints                             ``last.pt`` at every evaluation and on exit,
                                         ``best.pt`` at the lowest validation MPJPE
+fine-tuning                             ``init_from``: start from trained weights (.pt or
+                                        .safetensors) and their input normalisation
+data sources                            ``ModelConfig.num_domains`` > 1: each window's
+                                        ``domain`` selects its source's vector
 resume                                  ``train(..., resume=True)``: model, optimizer,
                                         scheduler, scaler, step, epoch, batch within the
                                         epoch, RNG states; the loss curve continues
@@ -44,7 +48,8 @@ torch.compile                           ``compile`` (off by default)
 =====================================  ===================================================
 
 Batches are dicts as produced by :class:`engine.data.WindowDataset` (features (B, S, 25, 18),
-valid (B, S), target (B, S, 22, 6), weight (B, S), offsets (B, 21, 3), has_root_rotation (B,)).
+valid (B, S), target (B, S, 22, 6), weight (B, S), offsets (B, 21, 3), has_root_rotation (B,),
+domain (B,)).
 """
 from __future__ import annotations
 

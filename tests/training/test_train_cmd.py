@@ -106,6 +106,9 @@ def test_recipe_files(tmp_path):
     train_cfg, model_cfg, loss_cfg = train_cmd.build_configs(sections, args)
     assert model_cfg.d_model == 64 and train_cfg.lr == 1.0 and train_cfg.epochs == 7
     assert loss_cfg.w_fk == 2.5 and isinstance(train_cfg.lr, float)
+    assert train_cfg.init_from is None
+    args.init = "engine/weights/default.safetensors"
+    assert train_cmd.build_configs(sections, args)[0].init_from == args.init
     custom.write_text(json.dumps({"modle": {}}))
     with pytest.raises(InputError, match="unknown section"):
         train_cmd.load_recipe(str(custom))
