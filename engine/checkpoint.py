@@ -216,9 +216,9 @@ def export_weights(model: MotionTransformer, path: str | os.PathLike, meta: dict
     """Write the model's tensors as safetensors (atomically).
 
     A model with domain vectors is written as the plain model for domain 0 (real video,
-    ``MotionTransformer.fold_domain``). Metadata: ``format``, ``model_config`` (JSON of ``ModelConfig.to_dict``), ``meta`` (JSON of
-    ``meta``, defaults: feature version and the default body's offsets). Raises CheckpointError
-    for non-finite parameters.
+    ``MotionTransformer.fold_domain``). Metadata: ``format``, ``model_config`` (JSON of
+    ``ModelConfig.to_dict``), ``meta`` (JSON of ``meta``, defaults: feature version and the
+    default body's offsets). Raises CheckpointError for non-finite parameters.
     """
     from safetensors.torch import save as st_save
 
