@@ -548,7 +548,7 @@ class TrainingRecipe:
         diffs = config_differences(src.cfg.to_dict(), want.to_dict())
         if diffs:
             raise CheckpointError(f"cannot start from {path}: its model differs from this "
-                                  f"recipe's ({'; '.join(diffs)})")
+                                  f"recipe's: {'; '.join(diffs)}")
         missing, unexpected = self.raw_model.load_state_dict(src.state_dict(), strict=False)
         if unexpected or set(missing) - {"domain_embed"}:
             raise CheckpointError(f"cannot start from {path}: parameters differ "

@@ -280,6 +280,11 @@ CASES_LIST: list[Case] = [
          "`blaze2cap train --resume --set model.d_model=64`", 2,
          "{ckpt} is incompatible with this configuration: d_model (checkpoint 32, now 64)", "",
          (f"{CHECKPOINTS}::test_truncated_foreign_and_incompatible_checkpoints",)),
+    Case("ckpt-init-incompatible", "Checkpoints", "fine-tuning from weights of another model",
+         "`blaze2cap train --init CKPT --set model.d_model=64`", 2,
+         "cannot start from {ckpt}: its model differs from this recipe's: d_model (checkpoint "
+         "32, now 64)", "",
+         (f"{CHECKPOINTS}::test_truncated_foreign_and_incompatible_checkpoints",)),
     Case("ckpt-feature-version", "Checkpoints", "weights made for other features", _P, 2,
          "{ckpt} was made for feature version 1, this Blaze2Cap computes version 2", "",
          (f"{CHECKPOINTS}::test_truncated_foreign_and_incompatible_checkpoints",)),

@@ -135,6 +135,12 @@ def test_truncated_foreign_and_incompatible_checkpoints(tmp_path, capsys, tiny_w
                      "--set", "model.d_model=64") == \
         CASES["ckpt-incompatible"].cli_line("train", ckpt=last)
     assert (run / "last.pt").read_bytes() == good  # the refused resume changed nothing
+    # fine-tuning from weights of another architecture: refused before anything is written
+    fresh = train_args(tmp_path / "ds", tmp_path / "ft")
+    assert cli_error(capsys, *fresh, "--max-steps", "2", "--init", str(last),
+                     "--set", "model.d_model=64") == \
+        CASES["ckpt-init-incompatible"].cli_line("train", ckpt=last)
+    assert not (tmp_path / "ft").exists()
     # weights made for another feature version
     old = tmp_path / "old.safetensors"
     export_weights(tiny_model(), old, meta={"feature_version": 1})
