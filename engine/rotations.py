@@ -80,8 +80,10 @@ def _normalize(x: Array, eps: float = 1e-8) -> Array:
 
 
 def rotation_6d_to_matrix(d6: Array) -> Array:
-    """(..., 6) -> (..., 3, 3). Gram-Schmidt on the two columns; always a proper rotation."""
-    a1, a2 = d6[..., 0:3], d6[..., 3:6]
+    """(..., 6) -> (..., 3, 3). Gram-Schmidt on the two columns; a proper rotation whenever
+    the columns are not parallel, at any scale (the second is normalised before its projection
+    is removed, so a tiny column does not meet the normaliser's floor)."""
+    a1, a2 = d6[..., 0:3], _normalize(d6[..., 3:6])
     b1 = _normalize(a1)
     b2 = _normalize(a2 - (b1 * a2).sum(-1)[..., None] * b1)
     b3 = _cross(b1, b2)
