@@ -53,6 +53,7 @@ from .features import (DEFAULT_ASPECT, DEFAULT_FOCAL, FeatureState, check_landma
                        compute_features)
 from .filters import OneEuroConfig, OneEuroFilter, one_euro
 from .kinematics import forward_kinematics, local_to_global
+from .model_config import JOINT_SCALE
 from .numpy_model import ROOT_OFFSET, NumpyMotionTransformer, load_numpy_model
 from .skeleton import (DEFAULT_OFFSETS, NUM_BLAZEPOSE, NUM_CHANNELS, NUM_JOINTS, NUM_SLOTS,
                        SLOT_NAMES)
@@ -338,11 +339,20 @@ class TorchBackend:
         body = head(m.body_head, x).view(s, NUM_SLOTS - 2, 6) + m.identity_6d
         trans = root[:, :1] * m.root_scale + m.root_offset
         rot6d = torch.cat([root[:, 1:] + m.identity_6d, body], dim=1)          # (S, 21, 6)
-        if self._prior:  # as the module: residual rotations on the geometric prior
-            from .ik import apply_prior
+        joint_head = bool(getattr(m.cfg, "joint_head", False))
+        if self._prior or joint_head:  # as the module: prior, then joint guidance
+            from .guide import guide_matrices
+            from .ik import apply_prior_matrices
 
-            feats = f.view(s, m.cfg.num_keypoints, m.cfg.num_features)
-            rot6d = apply_prior(rot6d, feats[..., 0:3], self.model.cfg.prior_version)
+            if self._prior:
+                feats = f.view(s, m.cfg.num_keypoints, m.cfg.num_features)
+                mats = apply_prior_matrices(rot6d, feats[..., 0:3], m.cfg.prior_version)
+            else:
+                mats = rot.rotation_6d_to_matrix(rot6d)
+            if joint_head:
+                residual = head(m.joint_head, x).view(s, NUM_SLOTS - 2, 3) * JOINT_SCALE
+                mats, _ = guide_matrices(mats, residual)
+            rot6d = rot.matrix_to_rotation_6d(mats)
         return torch.cat([trans, rot6d], dim=1)
 
     def _layers(self) -> list[tuple]:

@@ -18,7 +18,10 @@ Design:
   that the model can keep what differs between the sources apart from what they share;
   inference uses domain 0 (real video), which ``fold_domain`` bakes into the input bias;
 * split-head decoder: root head -> (B, S, 2, 6), body head -> (B, S, 20, 6); rotation slots
-  are predicted as residuals of the identity so an untrained model outputs the rest pose.
+  are predicted as residuals of the identity so an untrained model outputs the rest pose;
+* optional joint head (``joint_head``): (B, S, 20, 3) joint positions as a residual on the
+  joints of the model's own rotations on the default body; the rotations are then turned to
+  point every bone at them (``engine.guide``). It starts at zero: no change.
 """
 from __future__ import annotations
 
@@ -26,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ik import apply_prior
-from .model_config import IDENTITY_6D, ROOT_OFFSET, ROOT_SCALE, ModelConfig
+from . import rotations as rot
+from .guide import guide_matrices
+from .ik import apply_prior_matrices
+from .model_config import IDENTITY_6D, JOINT_SCALE, ROOT_OFFSET, ROOT_SCALE, ModelConfig
 from .skeleton import NUM_SLOTS
 
 __all__ = ["ModelConfig", "MotionTransformer", "IDENTITY_6D", "ROOT_SCALE", "ROOT_OFFSET",
@@ -171,7 +176,12 @@ class MotionTransformer(nn.Module):
                                        nn.Linear(cfg.d_model, 2 * 6))
         self.body_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(),
                                        nn.Linear(cfg.d_model, (NUM_SLOTS - 2) * 6))
-        for head in (self.root_head, self.body_head):  # start at the rest pose
+        heads = [self.root_head, self.body_head]
+        if cfg.joint_head:
+            self.joint_head = nn.Sequential(nn.Linear(cfg.d_model, cfg.d_model), nn.GELU(),
+                                            nn.Linear(cfg.d_model, (NUM_SLOTS - 2) * 3))
+            heads.append(self.joint_head)
+        for head in heads:  # start at the rest pose (and no joint correction)
             nn.init.normal_(head[-1].weight, std=1e-3)
             nn.init.zeros_(head[-1].bias)
         self.register_buffer("identity_6d", torch.tensor(IDENTITY_6D), persistent=False)
@@ -211,8 +221,12 @@ class MotionTransformer(nn.Module):
 
     def forward(self, feats: torch.Tensor, valid: torch.Tensor | None = None,
                 past: list | None = None, return_cache: bool = False,
-                domain: torch.Tensor | None = None):
+                domain: torch.Tensor | None = None, return_joints: bool = False):
         """feats (B, S, 25, 18), valid (B, S) bool -> (B, S, 22, 6).
+
+        ``return_joints``: also return the joint head's joints (B, S, 21, 3) float32, metres,
+        camera frame, Hips at 0 (``engine.guide.guide_globals``; None without a joint head):
+        the result is ``(out, joints)``, or ``(out, joints, cache)`` with ``return_cache``.
 
         ``domain``: (B,) int64 data source of each sequence (``engine.data.DOMAINS``; default
         0, real video); used only by a model with ``num_domains > 1``.
@@ -250,7 +264,20 @@ class MotionTransformer(nn.Module):
         body = self.body_head(x).view(B, S, NUM_SLOTS - 2, 6) + self.identity_6d
         trans = root[:, :, :1] * self.root_scale + self.root_offset
         rot6d = torch.cat([root[:, :, 1:] + self.identity_6d, body], dim=2)  # (B, S, 21, 6)
-        if self.cfg.geometric_prior:
-            rot6d = apply_prior(rot6d, feats[..., 0:3].to(rot6d.dtype), self.cfg.prior_version)
-        out = torch.cat([trans, rot6d], dim=2)
-        return (out, cache) if return_cache else out
+        joints = None
+        if self.cfg.joint_head:
+            residual = self.joint_head(x).view(B, S, NUM_SLOTS - 2, 3)
+        if self.cfg.geometric_prior or self.cfg.joint_head:
+            with torch.autocast(device_type=x.device.type, enabled=False):
+                if self.cfg.geometric_prior:
+                    mats = apply_prior_matrices(rot6d, feats[..., 0:3].to(rot6d.dtype),
+                                                self.cfg.prior_version)
+                else:
+                    mats = rot.rotation_6d_to_matrix(rot6d.float())
+                if self.cfg.joint_head:
+                    mats, joints = guide_matrices(mats, residual.float() * JOINT_SCALE)
+                rot6d = rot.matrix_to_rotation_6d(mats)
+        out = torch.cat([trans.to(rot6d.dtype), rot6d], dim=2)
+        result = (out,) + ((joints,) if return_joints else ()) + \
+            ((cache,) if return_cache else ())
+        return result if len(result) > 1 else out

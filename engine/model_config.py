@@ -11,6 +11,9 @@ IDENTITY_6D = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 #: output is a typical displacement / position, so all output slots train at similar scales.
 ROOT_SCALE = (0.02, 0.02, 0.02, 0.5, 0.5, 2.0)
 ROOT_OFFSET = (0.0, 0.0, 0.0, 0.0, 0.0, 4.0)
+#: Output scale of the joint head (``ModelConfig.joint_head``), metres: a unit network output
+#: moves a joint 10 cm from where the model's rotations put it on the default body.
+JOINT_SCALE = 0.1
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,8 @@ class ModelConfig:
     prior_version: int = 2              # engine.ik.prior_rotations version (1: before 2026-11)
     num_domains: int = 1                # >1: a learnt vector per data source (engine.data.DOMAINS)
                                         # added after the input projection; 0 = real video
+    joint_head: bool = False            # a third head predicts the 20 joints; the rotations
+                                        # are turned to point the bones at them (engine.guide)
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_domains <= 16:

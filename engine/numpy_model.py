@@ -24,14 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from . import model_config
+from .guide import guide_matrices
 from .ik import apply_prior, apply_prior_matrices
-from .rotations import matrix_to_rotation_6d
+from .rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
 from .errors import CheckpointError
 from .features import FEATURE_VERSION
 
 IDENTITY_6D = np.array(model_config.IDENTITY_6D, dtype=np.float32)
 ROOT_SCALE = np.array(model_config.ROOT_SCALE, dtype=np.float32)
 ROOT_OFFSET = np.array(model_config.ROOT_OFFSET, dtype=np.float32)
+JOINT_SCALE = np.float32(model_config.JOINT_SCALE)
 NUM_SLOTS = 22
 LN_EPS = 1e-5  # torch.nn.LayerNorm default
 
@@ -155,6 +157,7 @@ class NumpyMotionTransformer:
             self.rope_base = float(config["rope_base"])
             # checkpoints from before the geometric prior have no such field
             self.geometric_prior = bool(config.get("geometric_prior", False))
+            self.joint_head = bool(config.get("joint_head", False))
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"the model config lacks a valid field: {err}") from err
         self.config = dict(config)
@@ -170,7 +173,7 @@ class NumpyMotionTransformer:
     def _required_keys(self) -> list[str]:
         keys = ["input_mean", "input_std", "input_proj.weight", "input_proj.bias",
                 "ln_f.weight", "ln_f.bias"]
-        for h in ("root_head", "body_head"):
+        for h in ("root_head", "body_head") + (("joint_head",) if self.joint_head else ()):
             keys += [f"{h}.{i}.{t}" for i in (0, 2) for t in ("weight", "bias")]
         for i in range(self.n_layers):
             for name in ("ln1", "attn.qkv", "attn.proj", "ln2", "mlp.0", "mlp.2"):
@@ -238,7 +241,17 @@ class NumpyMotionTransformer:
         body = body.reshape(B, S, NUM_SLOTS - 2, 6) + IDENTITY_6D
         trans = root[:, :, :1] * ROOT_SCALE + ROOT_OFFSET
         rot6d = np.concatenate([root[:, :, 1:] + IDENTITY_6D, body], axis=2)
-        if self.geometric_prior:
+        if self.joint_head:  # prior, then joint guidance (engine.guide), as the module
+            rot6d = rot6d.astype(np.float32)
+            if self.geometric_prior:
+                mats = apply_prior_matrices(rot6d, feats[..., 0:3].astype(np.float32),
+                                            int(self.config.get("prior_version", 1)))
+            else:
+                mats = rotation_6d_to_matrix(rot6d)
+            joint = self._linear(gelu(self._linear(x, "joint_head.0")), "joint_head.2")
+            mats, _ = guide_matrices(mats, joint.reshape(B, S, NUM_SLOTS - 2, 3) * JOINT_SCALE)
+            rot6d = matrix_to_rotation_6d(mats)
+        elif self.geometric_prior:
             rot6d = apply_prior(rot6d.astype(np.float32), feats[..., 0:3].astype(np.float32),
                                 int(self.config.get("prior_version", 1)))
         out = np.concatenate([trans, rot6d], axis=2).astype(np.float32)
@@ -299,7 +312,7 @@ class NumpyMotionTransformer:
         cache.t = t + 1
         hidden = gelu(_matvec(w["head_w"], _standardize_1d(x)) + w["head_b"])
         root = _matvec(w["root_w"], hidden[:c]) + w["root_b"]          # (12,)
-        body = _matvec(w["body_w"], hidden[c:]) + w["body_b"]          # (120,)
+        body = _matvec(w["body_w"], hidden[c:2 * c]) + w["body_b"]          # (120,)
         out = np.empty((NUM_SLOTS, 6), dtype=np.float32)
         out[0] = root[:6] * ROOT_SCALE + ROOT_OFFSET
         out[1] = root[6:] + IDENTITY_6D
@@ -308,6 +321,11 @@ class NumpyMotionTransformer:
         if self.geometric_prior:
             x3 = np.asarray(feats, dtype=np.float32).reshape(-1, 18)[:, 0:3]
             mats = apply_prior_matrices(out[1:], x3, int(self.config.get("prior_version", 1)))
+        if self.joint_head:
+            joint = _matvec(w["joint_w"], hidden[2 * c:]) + w["joint_b"]     # (60,)
+            mats = rotation_6d_to_matrix(out[1:]) if mats is None else mats
+            mats, _ = guide_matrices(mats, joint.reshape(NUM_SLOTS - 2, 3) * JOINT_SCALE)
+        if mats is not None:
             out[1:] = matrix_to_rotation_6d(mats)
         return (out, mats) if matrices else out
 
@@ -346,16 +364,17 @@ class NumpyMotionTransformer:
                            _row_blocks(p[b + "attn.proj.weight"]), arr(b + "attn.proj.bias"),
                            *folded(b + "ln2", b + "mlp.0"),
                            _row_blocks(p[b + "mlp.2.weight"]), arr(b + "mlp.2.bias")))
-        head_w, head_b = folded("ln_f", (np.concatenate([p["root_head.0.weight"],
-                                                         p["body_head.0.weight"]]),
-                                         np.concatenate([p["root_head.0.bias"],
-                                                         p["body_head.0.bias"]])))
+        heads = ("root_head", "body_head") + (("joint_head",) if self.joint_head else ())
+        head_w, head_b = folded("ln_f", (np.concatenate([p[f"{h}.0.weight"] for h in heads]),
+                                         np.concatenate([p[f"{h}.0.bias"] for h in heads])))
         self._frame_weights = {
             "mean": arr("input_mean"), "std": arr("input_std"),
             "in_w": _row_blocks(p["input_proj.weight"]), "in_b": arr("input_proj.bias"),
             "blocks": blocks, "head_w": head_w, "head_b": head_b,
             "root_w": _row_blocks(p["root_head.2.weight"]), "root_b": arr("root_head.2.bias"),
             "body_w": _row_blocks(p["body_head.2.weight"]), "body_b": arr("body_head.2.bias"),
+            **({"joint_w": _row_blocks(p["joint_head.2.weight"]),
+                "joint_b": arr("joint_head.2.bias")} if self.joint_head else {}),
             "inv_freq": 1.0 / (self.rope_base ** (np.arange(0, d, 2, dtype=np.float64) / d)),
         }
         return self._frame_weights

@@ -447,6 +447,9 @@ class TrainingRecipe:
                              "(--resume) or choose another folder")
         if self.resume and not last.exists():
             raise CheckpointError(f"nothing to resume: {last} does not exist")
+        if self.loss_cfg.w_joints > 0 and not self.model_cfg.joint_head:
+            raise InputError("loss.w_joints > 0 needs a joint head: set model.joint_head=true "
+                             "(or loss.w_joints=0)")
         self._seed(cfg.seed + self.rank)
 
         # Model, optimizer, schedule, precision.
@@ -602,14 +605,21 @@ class TrainingRecipe:
         """(B,) data source of each window for a model with domain vectors, else None."""
         return batch.get("domain") if self.model_cfg.num_domains > 1 else None
 
+    def _forward(self, model: torch.nn.Module, batch: dict):
+        """(output (B, S, 22, 6), the joint head's joints (B, S, 21, 3) or None)."""
+        if not self.model_cfg.joint_head:
+            return model(batch["features"], batch["valid"], domain=self._domain(batch)), None
+        return model(batch["features"], batch["valid"], domain=self._domain(batch),
+                     return_joints=True)
+
     def train_step(self, batch: dict) -> dict[str, float] | None:
         """One optimizer step on a batch (on the device). Returns the loss terms (mean over
         ranks) and ``grad_norm``, or None when the step was skipped (non-finite loss or
         gradients). Raises TrainingError after more than ``max_nonfinite`` skips in a row."""
         self.model.train()
         with self._autocast():
-            pred = self.model(batch["features"], batch["valid"], domain=self._domain(batch))
-        losses = compute_losses(pred, batch, self.loss_cfg)
+            pred, joints = self._forward(self.model, batch)
+        losses = compute_losses(pred, batch, self.loss_cfg, joints)
         stop = 1.0 if self._stop.signal else 0.0
         vec = torch.stack([losses[k].detach() for k in LOSS_COLUMNS]
                           + [torch.tensor(stop, device=self.device)])
@@ -677,8 +687,8 @@ class TrainingRecipe:
                 break
             batch = self._to_device(batch)
             with self._autocast():
-                pred = model(batch["features"], batch["valid"], domain=self._domain(batch))
-            losses = compute_losses(pred, batch, self.loss_cfg)
+                pred, joints = self._forward(model, batch)
+            losses = compute_losses(pred, batch, self.loss_cfg, joints)
             w = batch["weight"].double().sum()
             acc[:len(LOSS_COLUMNS)] += torch.stack([losses[k].double() for k in LOSS_COLUMNS]) * w
             acc[len(LOSS_COLUMNS)] += w

@@ -161,3 +161,34 @@ def test_models_without_domain_vectors_are_unchanged():
     m = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64))
     assert m.fold_domain(0) is m and "domain_embed" not in m.state_dict()
     assert ModelConfig.from_dict({"d_model": 32}).num_domains == 1
+
+
+def test_joint_head_starts_neutral_and_guides_the_bones():
+    from engine.guide import SWUNG, SWUNG_CHILD
+    from engine.kinematics import forward_kinematics, slots_to_rotations
+
+    torch.manual_seed(1)
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, joint_head=True)
+    m = MotionTransformer(cfg).eval()
+    plain = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64)).eval()
+    plain.load_state_dict({k: v for k, v in m.state_dict().items()
+                           if not k.startswith("joint_head")})
+    x = torch.randn(2, 10, 25, 18)
+    with torch.no_grad():
+        out, joints = m(x, return_joints=True)
+        assert joints.shape == (2, 10, 21, 3) and joints.dtype == torch.float32
+        assert (out - plain(x)).abs().max() < 0.02             # a near-zero residual at first
+        torch.nn.init.normal_(m.joint_head[-1].weight, std=0.5)
+        out, joints, cache = m(x, return_joints=True, return_cache=True)
+        assert len(cache) == 1 and (out - plain(x)).abs().max() > 0.05
+        _, glob = slots_to_rotations(out)
+        p = forward_kinematics(glob)                           # the default body
+        for j, c in zip(SWUNG, SWUNG_CHILD):
+            a = p[..., c, :] - p[..., j, :]
+            b = joints[..., c, :] - joints[..., j, :]
+            cos = (a * b).sum(-1) / a.norm(dim=-1) / b.norm(dim=-1)
+            assert torch.allclose(cos, torch.ones_like(cos), atol=1e-4)
+        assert m(x, return_joints=False).shape == (2, 10, 22, 6)
+    assert plain(x, return_joints=True)[1] is None
+    assert ModelConfig.from_dict({"d_model": 32}).joint_head is False
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg

@@ -15,10 +15,11 @@ from engine.errors import CheckpointError
 REPO = Path(__file__).resolve().parents[2]
 
 
-def random_model(seed: int = 0) -> tm.MotionTransformer:
+def random_model(seed: int = 0, joint_head: bool = False) -> tm.MotionTransformer:
     """A tiny model whose every parameter is random (not the near-identity init)."""
     torch.manual_seed(seed)
-    m = tm.MotionTransformer(tm.ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, window=16))
+    m = tm.MotionTransformer(tm.ModelConfig(d_model=32, n_layers=2, n_heads=2, d_ff=64, window=16,
+                                            joint_head=joint_head))
     with torch.no_grad():
         for p in m.parameters():
             p.normal_(0.0, 0.3)
@@ -48,10 +49,11 @@ def test_gelu_matches_torch_exact_gelu():
         assert np.isnan(nm.gelu(np.array([np.nan], np.float32)))[0]
 
 
-def test_step_frame_equals_the_batch_forward():
+@pytest.mark.parametrize("joint_head", [False, True])
+def test_step_frame_equals_the_batch_forward(joint_head):
     """One frame at a time through the ring cache, from the first frame, through a gap longer
     than the window, and far into a sequence (keys rotated at absolute frame indices)."""
-    m = random_model(3)
+    m = random_model(3, joint_head)
     npm = numpy_twin(m)
     g = torch.Generator().manual_seed(4)
     feats = torch.randn(1, 60, 25, 18, generator=g)
@@ -74,10 +76,19 @@ def test_constants_mirror_the_torch_model():
     np.testing.assert_array_equal(nm.IDENTITY_6D, np.float32(tm.IDENTITY_6D))
     np.testing.assert_array_equal(nm.ROOT_SCALE, np.float32(tm.ROOT_SCALE))
     np.testing.assert_array_equal(nm.ROOT_OFFSET, np.float32(tm.ROOT_OFFSET))
+    assert nm.JOINT_SCALE == np.float32(tm.JOINT_SCALE)
 
 
-def test_numpy_forward_equals_torch_in_one_pass_and_chunked():
-    m = random_model()
+def test_joint_head_weights_are_required_when_the_config_has_one():
+    m = random_model(0, joint_head=True)
+    state = {k: v.numpy() for k, v in m.state_dict().items() if not k.startswith("joint_head")}
+    with pytest.raises(CheckpointError, match="joint_head"):
+        nm.NumpyMotionTransformer(state, m.cfg.to_dict())
+
+
+@pytest.mark.parametrize("joint_head", [False, True])
+def test_numpy_forward_equals_torch_in_one_pass_and_chunked(joint_head):
+    m = random_model(0, joint_head)
     npm = numpy_twin(m)
     g = torch.Generator().manual_seed(1)
     feats = torch.randn(2, 70, 25, 18, generator=g)

@@ -295,6 +295,38 @@ def test_domain_vectors_train_and_export_as_the_real_video_model(tmp_path):
         train(TrainConfig(**kw), cfg, LossConfig(), None, tmp_path / "bad", train_set=ds)
 
 
+def test_joint_head_trains_exports_and_infers_like_the_module(tmp_path):
+    """A model with a joint head trains with the joint loss, its head moves the output, and
+    exported weights give the same output through load_model and the NumPy path; a joint
+    loss without a head is refused before any step."""
+    from dataclasses import replace
+
+    from engine.checkpoint import export_weights, load_model
+    from engine.numpy_model import load_numpy_model
+
+    cfg = replace(TINY, joint_head=True)
+    kw = {**QUICK, "epochs": 50, "max_steps": 4, "eval_every": 4}
+    loss = LossConfig(w_joints=2.0)
+    train(TrainConfig(**kw), cfg, loss, None, tmp_path / "run",
+          train_set=SynthDataset(make_arrays()), val_set=SynthDataset(make_arrays(8, seed=5)))
+    rows = read_metrics(tmp_path / "run")
+    assert all(float(r["joints"]) > 0 for r in rows) and float(rows[-1]["val_joints"]) > 0
+    model, _ = load_model(tmp_path / "run" / "last.pt")
+    assert model.cfg.joint_head and model.joint_head[-1].bias.abs().min() > 1e-4  # learnt (init 0)
+    export_weights(model, tmp_path / "w.safetensors")
+    x, valid = torch.randn(1, 12, 25, 18), torch.ones(1, 12, dtype=torch.bool)
+    with torch.no_grad():
+        ref = model(x, valid).numpy()
+    again, _ = load_model(tmp_path / "w.safetensors")
+    with torch.no_grad():
+        np.testing.assert_allclose(again(x, valid).numpy(), ref, atol=1e-6)
+    npm, _ = load_numpy_model(tmp_path / "w.safetensors")
+    np.testing.assert_allclose(npm(x.numpy(), valid.numpy()), ref, atol=1e-4)
+    with pytest.raises(InputError, match="model.joint_head=true"):
+        train(TrainConfig(**kw), TINY, loss, None, tmp_path / "bad",
+              train_set=SynthDataset(make_arrays()))
+
+
 def test_init_from_weights_fine_tunes_with_their_normalisation(tmp_path):
     """train.init_from starts from trained weights (a checkpoint's inference weights or the
     exported safetensors), input normalisation included; new domain vectors start at zero;
