@@ -26,6 +26,7 @@ output does not depend on them, and drifted: the validation error trailed by 8 m
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,8 @@ def guide_globals(glob: Array, residual: Array) -> tuple[Array, Array]:
     default body + (0, residual), Hips at 0; glob' (..., 21, 3, 3) as the
     module docstring says.
     """
+    if not rot._is_torch(glob):
+        return _guide_globals_numpy(glob, residual)
     base = forward_kinematics(glob)                                    # (..., 21, 3)
     joints = _cat([base[..., :1, :], base[..., 1:, :] + residual], -2)
     off = _const(np.asarray(DEFAULT_OFFSETS, dtype=np.float64), glob)
@@ -125,6 +128,85 @@ def guide_globals(glob: Array, residual: Array) -> tuple[Array, Array]:
     hips = want_t @ cur_t.swapaxes(-1, -2) @ hips
     parts = [hips[..., None, :, :], swung, _take(glob, _KEPT, -3)]
     return _take(_cat(parts, -3), _ORDER, -3), joints
+
+
+_OFF64 = np.asarray(DEFAULT_OFFSETS, dtype=np.float64)
+_OFF_CHILD = _OFF64[_CHILD]                                                    # (K, 3)
+_HIP_LINE, _SPINE_OFF = _OFF64[_LUL] - _OFF64[_RUL], _OFF64[_SPINE]
+_HIP_LINE_L, _SPINE_OFF_L = _HIP_LINE.tolist(), _SPINE_OFF.tolist()
+_HIPS_ROWS = np.array([_LUL, _RUL, _SPINE])
+_SKEW = np.zeros((3, 3, 3))  # [v]x = v @ _SKEW.reshape(3, 9), reshaped to 3 x 3
+for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):   # [v]x_ij = -eps_ijk v_k
+    _SKEW[_k, _i, _j], _SKEW[_k, _j, _i] = -1.0, 1.0
+_SKEW = _SKEW.reshape(3, 9)
+
+
+def _unit_np(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), 1e-8)
+
+
+def _triad_np(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
+    t1 = _unit_np(v1)
+    t2 = _unit_np(rot._cross(t1, v2))
+    return np.stack([t1, t2, rot._cross(t1, t2)], -1)
+
+
+def _hips_frame(h: list, line: list, spine: list) -> list:
+    """One frame's Hips rotation turned by TRIAD, in Python floats (a streamed frame: a few
+    dozen float operations cost less than one NumPy call each). h: 3 x 3 nested list; line,
+    spine: (current, wanted) pairs of 3-lists. Returns the 3 x 3 result as a nested list."""
+    def unit(x):
+        n = max(math.sqrt(x[0] * x[0] + x[1] * x[1] + x[2] * x[2]), 1e-8)
+        return [x[0] / n, x[1] / n, x[2] / n]
+
+    def cross(a, b):
+        return [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]]
+
+    frames = []
+    for v1, v2 in zip(line, spine):
+        t1 = unit(v1)
+        t2 = unit(cross(t1, v2))
+        frames.append((t1, t2, cross(t1, t2)))                  # the columns of the triad
+    (c1, c2, c3), (w1, w2, w3) = frames
+    # R = W C^T: R_ij = sum_k W[:, k]_i C[:, k]_j
+    r = [[w1[i] * c1[j] + w2[i] * c2[j] + w3[i] * c3[j] for j in range(3)] for i in range(3)]
+    return [[r[i][0] * h[0][j] + r[i][1] * h[1][j] + r[i][2] * h[2][j] for j in range(3)]
+            for i in range(3)]
+
+
+def _guide_globals_numpy(glob: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`guide_globals` for NumPy in a few dozen array calls (one streamed frame pays
+    per call, not per number): the swings as explicit matrices, c I + [v]x + v v^T / (1 + c),
+    applied with one product. Equal to the written-out torch path to float rounding (tests)."""
+    dt = glob.dtype
+    joints = forward_kinematics(glob)
+    joints[..., 1:, :] += residual
+    g = glob[..., _SWUNG, :, :]                                                 # (..., K, 3, 3)
+    ab = _unit_np(np.stack([(g @ _OFF_CHILD.astype(dt)[..., None])[..., 0],
+                            joints[..., _CHILD, :] - joints[..., _SWUNG, :]]))  # (2, ..., K, 3)
+    a, b = ab[0], ab[1]
+    skew_a = (a @ _SKEW.astype(dt)).reshape(a.shape + (3,))                    # [a]x
+    v = (skew_a @ b[..., None])[..., 0]                                         # a x b
+    c = (a * b).sum(-1)[..., None, None]
+    r = c * np.eye(3, dtype=dt) + (v @ _SKEW.astype(dt)).reshape(v.shape + (3,)) \
+        + v[..., :, None] * v[..., None, :] / np.maximum(1 + c, _EPS)
+    out = glob.copy()
+    out[..., _SWUNG, :, :] = r @ g
+    if glob.ndim == 3:                                             # one frame (streaming)
+        h = glob[0].tolist()
+        jl = joints[_HIPS_ROWS].tolist()                              # LeftUpLeg, RightUpLeg, Spine
+        cur_line = [sum(h[i][k] * _HIP_LINE_L[k] for k in range(3)) for i in range(3)]
+        cur_spine = [sum(h[i][k] * _SPINE_OFF_L[k] for k in range(3)) for i in range(3)]
+        want_line = [jl[0][i] - jl[1][i] for i in range(3)]
+        out[0] = _hips_frame(h, [cur_line, want_line], [cur_spine, jl[2]])
+        return out, joints
+    hips = glob[..., 0, :, :]
+    # both triads at once: (..., 2, 3) rows (the current one, the wanted one)
+    line = np.stack([hips @ _HIP_LINE.astype(dt), joints[..., _LUL, :] - joints[..., _RUL, :]], -2)
+    spine = np.stack([hips @ _SPINE_OFF.astype(dt), joints[..., _SPINE, :]], -2)
+    t = _triad_np(line, spine)                                               # (..., 2, 3, 3)
+    out[..., 0, :, :] = t[..., 1, :, :] @ np.swapaxes(t[..., 0, :, :], -1, -2) @ hips
+    return out, joints
 
 
 def guide_matrices(mats: Array, residual: Array) -> tuple[Array, Array]:

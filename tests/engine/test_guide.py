@@ -111,3 +111,15 @@ def test_guide_rot6d_keeps_the_slot_form():
     np.testing.assert_allclose(rotation_6d_to_matrix(out), rotation_6d_to_matrix(d6), atol=1e-5)
     with pytest.raises(Exception):
         guide_rot6d(d6, np.zeros((6, 19, 3), np.float32))
+
+
+def test_one_frame_equals_the_batch():
+    """A streamed frame takes a shorter path (the Hips in Python floats): same result."""
+    g = random_globals(5, seed=7).astype(np.float32)
+    res = (np.random.default_rng(8).normal(size=(5, 20, 3)) * 0.05).astype(np.float32)
+    batch, joints = guide_globals(g, res)
+    for i in range(5):
+        one, j1 = guide_globals(g[i], res[i])
+        assert one.dtype == np.float32 and one.shape == (21, 3, 3)
+        np.testing.assert_allclose(one, batch[i], atol=2e-6)
+        np.testing.assert_allclose(j1, joints[i], atol=1e-7)
