@@ -37,6 +37,9 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.num_domains <= 16:
             raise ValueError(f"num_domains must be 1..16, got {self.num_domains}")
+        for name in ("geometric_prior", "joint_head"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -157,7 +157,9 @@ class NumpyMotionTransformer:
             self.rope_base = float(config["rope_base"])
             # checkpoints from before the geometric prior have no such field
             self.geometric_prior = bool(config.get("geometric_prior", False))
-            self.joint_head = bool(config.get("joint_head", False))
+            self.joint_head = config.get("joint_head", False)
+            if not isinstance(self.joint_head, bool):
+                raise ValueError(f"joint_head must be true or false, got {self.joint_head!r}")
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"the model config lacks a valid field: {err}") from err
         self.config = dict(config)

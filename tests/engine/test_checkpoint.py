@@ -175,3 +175,33 @@ def test_load_model_refuses_other_files(tmp_path):
     save_file({"x": torch.ones(2)}, str(tmp_path / "foreign.safetensors"))
     with pytest.raises(CheckpointError, match="not a Blaze2Cap weights file"):
         load_model(tmp_path / "foreign.safetensors")
+
+
+def test_weights_whose_joint_head_is_missing_or_mistyped_are_refused(tmp_path):
+    """A config that promises a joint head the tensors lack, or a joint_head that is not a
+    boolean, is refused in one line by the torch and the NumPy loaders."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from engine.numpy_model import load_numpy_model
+
+    m = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64,
+                                      joint_head=True))
+    export_weights(m, tmp_path / "w.safetensors")
+    with safe_open(str(tmp_path / "w.safetensors"), framework="numpy") as f:
+        meta = dict(f.metadata())
+    state = load_file(str(tmp_path / "w.safetensors"))
+    save_file({k: v for k, v in state.items() if not k.startswith("joint_head")},
+              str(tmp_path / "headless.safetensors"), metadata=meta)
+    cfg = json.loads(meta["model_config"])
+    cfg["joint_head"] = "yes"
+    save_file(state, str(tmp_path / "typed.safetensors"),
+              metadata={**meta, "model_config": json.dumps(cfg)})
+    for name, message in (("headless", "joint_head"), ("typed", "joint_head must be true or false")):
+        path = tmp_path / f"{name}.safetensors"
+        for loader in (load_model, load_numpy_model):
+            with pytest.raises(CheckpointError, match=message):
+                loader(path)
+    assert load_model(tmp_path / "w.safetensors")[0].cfg.joint_head is True
