@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from . import rotations as rot
+from .ik import _triad  # the prior's TRIAD: one home for it
 from .kinematics import _cat, _take, forward_kinematics, global_to_local, local_to_global
 from .skeleton import DEFAULT_OFFSETS, JOINT_INDEX, NUM_JOINTS, PARENTS
 
@@ -48,6 +49,10 @@ _KEPT = np.array([j for j in range(1, NUM_JOINTS) if j not in SWUNG])
 #: joint j of (Hips, swung..., kept...) back in skeleton order
 _ORDER = np.argsort(np.concatenate([[0], _SWUNG, _KEPT]))
 _EPS = 1e-4  # floor of 1 + cos(angle) in the swing: antiparallel bones stay finite
+_SKEW = np.zeros((3, 3, 3))  # [v]x = v @ _SKEW.reshape(3, 9), reshaped to 3 x 3
+for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):   # [v]x_ij = -eps_ijk v_k
+    _SKEW[_k, _i, _j], _SKEW[_k, _j, _i] = -1.0, 1.0
+_SKEW = _SKEW.reshape(3, 9)
 
 
 def _const(arr: np.ndarray, like: Array) -> Array:
@@ -69,20 +74,17 @@ def _swing_parts(a: Array, b: Array) -> tuple[Array, Array, Array]:
     return v, c, 1.0 / _clamp_min(1 + c, _EPS)
 
 
+def _rodrigues(v: Array, c: Array, inv: Array) -> Array:
+    """c I + [v]x + v v^T / (1 + c): (..., 3, 3) from :func:`_swing_parts`' three parts."""
+    skew = (v @ _const(_SKEW, v)).reshape(v.shape + (3,))                        # [v]x
+    outer = v[..., :, None] * v[..., None, :]
+    return c[..., None, None] * _const(np.eye(3), v) + skew + outer * inv[..., None, None]
+
+
 def swing(a: Array, b: Array) -> Array:
     """(..., 3) x2 -> (..., 3, 3): the smallest rotation taking direction a to direction b:
     Rodrigues, c I + [v]x + v v^T / (1 + c) with v = a x b, c = a . b (a, b unit)."""
-    v, c, inv = _swing_parts(a, b)
-    eye = _const(np.eye(3), v)
-    outer = v[..., :, None] * v[..., None, :]
-    return c[..., None, None] * eye + _skew(v) + outer * inv[..., None, None]
-
-
-def _skew(v: Array) -> Array:
-    zero = v[..., 0] * 0
-    vx, vy, vz = v[..., 0], v[..., 1], v[..., 2]
-    return rot._stack([rot._stack([zero, -vz, vy], -1), rot._stack([vz, zero, -vx], -1),
-                       rot._stack([-vy, vx, zero], -1)], -2)
+    return _rodrigues(*_swing_parts(a, b))
 
 
 def _swung(a: Array, b: Array, m: Array) -> Array:
@@ -97,12 +99,6 @@ def _swung(a: Array, b: Array, m: Array) -> Array:
     return rot._stack([c * r0 + vy * r2 - vz * r1 + vx * w,
                        c * r1 + vz * r0 - vx * r2 + vy * w,
                        c * r2 + vx * r1 - vy * r0 + vz * w], -2)
-
-
-def _triad(v1: Array, v2: Array) -> Array:
-    t1 = rot._normalize(v1)
-    t2 = rot._normalize(rot._cross(t1, v2))
-    return rot._stack([t1, t2, rot._cross(t1, t2)], -1)
 
 
 def guide_globals(glob: Array, residual: Array) -> tuple[Array, Array]:
@@ -135,20 +131,6 @@ _OFF_CHILD = _OFF64[_CHILD]                                                    #
 _HIP_LINE, _SPINE_OFF = _OFF64[_LUL] - _OFF64[_RUL], _OFF64[_SPINE]
 _HIP_LINE_L, _SPINE_OFF_L = _HIP_LINE.tolist(), _SPINE_OFF.tolist()
 _HIPS_ROWS = np.array([_LUL, _RUL, _SPINE])
-_SKEW = np.zeros((3, 3, 3))  # [v]x = v @ _SKEW.reshape(3, 9), reshaped to 3 x 3
-for _i, _j, _k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):   # [v]x_ij = -eps_ijk v_k
-    _SKEW[_k, _i, _j], _SKEW[_k, _j, _i] = -1.0, 1.0
-_SKEW = _SKEW.reshape(3, 9)
-
-
-def _unit_np(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.sqrt((x * x).sum(-1, keepdims=True)), 1e-8)
-
-
-def _triad_np(v1: np.ndarray, v2: np.ndarray) -> np.ndarray:
-    t1 = _unit_np(v1)
-    t2 = _unit_np(rot._cross(t1, v2))
-    return np.stack([t1, t2, rot._cross(t1, t2)], -1)
 
 
 def _hips_frame(h: list, line: list, spine: list) -> list:
@@ -182,14 +164,12 @@ def _guide_globals_numpy(glob: np.ndarray, residual: np.ndarray) -> tuple[np.nda
     joints = forward_kinematics(glob)
     joints[..., 1:, :] += residual
     g = glob[..., _SWUNG, :, :]                                                 # (..., K, 3, 3)
-    ab = _unit_np(np.stack([(g @ _OFF_CHILD.astype(dt)[..., None])[..., 0],
-                            joints[..., _CHILD, :] - joints[..., _SWUNG, :]]))  # (2, ..., K, 3)
-    a, b = ab[0], ab[1]
-    skew_a = (a @ _SKEW.astype(dt)).reshape(a.shape + (3,))                    # [a]x
-    v = (skew_a @ b[..., None])[..., 0]                                         # a x b
-    c = (a * b).sum(-1)[..., None, None]
-    r = c * np.eye(3, dtype=dt) + (v @ _SKEW.astype(dt)).reshape(v.shape + (3,)) \
-        + v[..., :, None] * v[..., None, :] / np.maximum(1 + c, _EPS)
+    ab = rot._normalize(np.stack([(g @ _OFF_CHILD.astype(dt)[..., None])[..., 0],
+                                  joints[..., _CHILD, :] - joints[..., _SWUNG, :]]))
+    a, b = ab[0], ab[1]                                       # (..., K, 3) each, both sides
+    v = ((a @ _SKEW.astype(dt)).reshape(a.shape + (3,)) @ b[..., None])[..., 0]  # a x b
+    c = (a * b).sum(-1)
+    r = _rodrigues(v, c, 1.0 / np.maximum(1 + c, _EPS))
     out = glob.copy()
     out[..., _SWUNG, :, :] = r @ g
     if glob.ndim == 3:                                             # one frame (streaming)
@@ -204,7 +184,7 @@ def _guide_globals_numpy(glob: np.ndarray, residual: np.ndarray) -> tuple[np.nda
     # both triads at once: (..., 2, 3) rows (the current one, the wanted one)
     line = np.stack([hips @ _HIP_LINE.astype(dt), joints[..., _LUL, :] - joints[..., _RUL, :]], -2)
     spine = np.stack([hips @ _SPINE_OFF.astype(dt), joints[..., _SPINE, :]], -2)
-    t = _triad_np(line, spine)                                               # (..., 2, 3, 3)
+    t = _triad(line, spine)                                                  # (..., 2, 3, 3)
     out[..., 0, :, :] = t[..., 1, :, :] @ np.swapaxes(t[..., 0, :, :], -1, -2) @ hips
     return out, joints
 
