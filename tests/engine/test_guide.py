@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from engine.guide import SWUNG, SWUNG_CHILD, guide_globals, guide_rot6d, swing
+from engine.guide import SWUNG, SWUNG_CHILD, guide_globals, guide_matrices, swing
 from engine.kinematics import forward_kinematics, local_to_global
-from engine.rotations import axis_angle_to_matrix, matrix_to_rotation_6d, rotation_6d_to_matrix
+from engine.rotations import axis_angle_to_matrix
 from engine.skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS
 
 
@@ -101,16 +101,18 @@ def test_torch_equals_numpy_and_has_gradients():
     assert torch.isfinite(gt.grad).all() and rt.grad.abs().sum() > 0
 
 
-def test_guide_rot6d_keeps_the_slot_form():
-    g = random_globals(6, seed=6)
+def test_guide_matrices_keeps_the_output_form():
+    """Hips global + local rotations in, the same form out, equal to guiding the globals."""
     from engine.kinematics import global_to_local
+    g = random_globals(6, seed=6).astype(np.float32)
+    res = (np.random.default_rng(9).normal(size=(6, 20, 3)) * 0.05).astype(np.float32)
     mats = np.concatenate([g[:, :1], global_to_local(g)], axis=1)
-    d6 = matrix_to_rotation_6d(mats).astype(np.float32)
-    out, joints = guide_rot6d(d6, np.zeros((6, 20, 3), np.float32))
-    assert out.dtype == np.float32 and out.shape == (6, 21, 6) and joints.shape == (6, 21, 3)
-    np.testing.assert_allclose(rotation_6d_to_matrix(out), rotation_6d_to_matrix(d6), atol=1e-5)
+    out, joints = guide_matrices(mats, res)
+    assert out.dtype == np.float32 and out.shape == (6, 21, 3, 3) and joints.shape == (6, 21, 3)
+    want, _ = guide_globals(g, res)
+    np.testing.assert_allclose(local_to_global(out[:, 0], out[:, 1:]), want, atol=1e-5)
     with pytest.raises(Exception):
-        guide_rot6d(d6, np.zeros((6, 19, 3), np.float32))
+        guide_matrices(mats, np.zeros((6, 19, 3), np.float32))
 
 
 def test_one_frame_equals_the_batch():
