@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from . import rotations as rot
-from .ik import _triad  # the prior's TRIAD: one home for it
+from .ik import _triad, apply_prior_matrices  # the prior's TRIAD: one home for it
 from .kinematics import _cat, _take, forward_kinematics, global_to_local, local_to_global
 from .skeleton import DEFAULT_OFFSETS, JOINT_INDEX, NUM_JOINTS, PARENTS
 
@@ -197,3 +197,20 @@ def guide_matrices(mats: Array, residual: Array) -> tuple[Array, Array]:
     glob = local_to_global(mats[..., 0, :, :], mats[..., 1:, :, :])
     glob, joints = guide_globals(glob, residual)
     return _cat([glob[..., :1, :, :], global_to_local(glob)], -3), joints
+
+
+def output_matrices(rot6d: Array, x: Array | None = None, prior_version: int = 1,
+                    residual: Array | None = None) -> tuple[Array, Array | None]:
+    """The network's rotation slots 1..21 (..., 21, 6) -> (rotation matrices (..., 21, 3, 3)
+    (Hips global, joints 1..20 local), joints (..., 21, 3) or None): composed with the
+    geometric prior when the feature landmarks x (..., 25, 3) are given
+    (``engine.ik.apply_prior_matrices``, ``prior_version``), then guided onto the joint head's
+    joints when its ``residual`` (..., 20, 3) metres is given (:func:`guide_matrices`). The one
+    home of this order for the torch module, the lean torch backend and both NumPy paths."""
+    if x is not None:
+        mats = apply_prior_matrices(rot6d, x, prior_version)
+    else:
+        mats = rot.rotation_6d_to_matrix(rot6d)
+    if residual is None:
+        return mats, None
+    return guide_matrices(mats, residual)

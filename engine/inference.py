@@ -341,17 +341,13 @@ class TorchBackend:
         rot6d = torch.cat([root[:, 1:] + m.identity_6d, body], dim=1)          # (S, 21, 6)
         joint_head = bool(getattr(m.cfg, "joint_head", False))
         if self._prior or joint_head:  # as the module: prior, then joint guidance
-            from .guide import guide_matrices
-            from .ik import apply_prior_matrices
+            from .guide import output_matrices
 
-            if self._prior:
-                feats = f.view(s, m.cfg.num_keypoints, m.cfg.num_features)
-                mats = apply_prior_matrices(rot6d, feats[..., 0:3], m.cfg.prior_version)
-            else:
-                mats = rot.rotation_6d_to_matrix(rot6d)
-            if joint_head:
-                residual = head(m.joint_head, x).view(s, NUM_SLOTS - 2, 3) * JOINT_SCALE
-                mats, _ = guide_matrices(mats, residual)
+            feats = f.view(s, m.cfg.num_keypoints, m.cfg.num_features)
+            residual = head(m.joint_head, x).view(s, NUM_SLOTS - 2, 3) * JOINT_SCALE \
+                if joint_head else None
+            mats, _ = output_matrices(rot6d, feats[..., 0:3] if self._prior else None,
+                                      m.cfg.prior_version, residual)
             rot6d = rot.matrix_to_rotation_6d(mats)
         return torch.cat([trans, rot6d], dim=1)
 

@@ -208,8 +208,9 @@ def compute_losses(pred: torch.Tensor, batch: dict, cfg: LossConfig = LossConfig
             err = _safe_norm(joints.float()[..., 1:, :] - pt[..., 1:, :]).mean(-1)  # (B, S)
             return _masked_mean(err, w * has_rot.float()[:, None])
 
-        fns = {"joints": joints_term, "rot": rot_term, "smooth": smooth_term, "fk": fk_term, "root": root_term,
-               "geodesic": geodesic_term, "accel": accel_term, "pa": pa_term}
+        fns = {"rot": rot_term, "smooth": smooth_term, "fk": fk_term, "root": root_term,
+               "geodesic": geodesic_term, "accel": accel_term, "pa": pa_term,
+               "joints": joints_term}
         out: dict[str, torch.Tensor] = {}
         total = pred.new_zeros(())
         for name in TERMS:

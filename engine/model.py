@@ -30,8 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import rotations as rot
-from .guide import guide_matrices
-from .ik import apply_prior_matrices
+from .guide import output_matrices
 from .model_config import IDENTITY_6D, JOINT_SCALE, ROOT_OFFSET, ROOT_SCALE, ModelConfig
 from .skeleton import NUM_SLOTS
 
@@ -265,17 +264,14 @@ class MotionTransformer(nn.Module):
         trans = root[:, :, :1] * self.root_scale + self.root_offset
         rot6d = torch.cat([root[:, :, 1:] + self.identity_6d, body], dim=2)  # (B, S, 21, 6)
         joints = None
-        if self.cfg.joint_head:
-            residual = self.joint_head(x).view(B, S, NUM_SLOTS - 2, 3)
         if self.cfg.geometric_prior or self.cfg.joint_head:
+            residual = (self.joint_head(x).view(B, S, NUM_SLOTS - 2, 3) if self.cfg.joint_head
+                        else None)
             with torch.autocast(device_type=x.device.type, enabled=False):
-                if self.cfg.geometric_prior:
-                    mats = apply_prior_matrices(rot6d, feats[..., 0:3].to(rot6d.dtype),
-                                                self.cfg.prior_version)
-                else:
-                    mats = rot.rotation_6d_to_matrix(rot6d.float())
-                if self.cfg.joint_head:
-                    mats, joints = guide_matrices(mats, residual.float() * JOINT_SCALE)
+                mats, joints = output_matrices(
+                    rot6d.float(), feats[..., 0:3].float() if self.cfg.geometric_prior else None,
+                    self.cfg.prior_version,
+                    None if residual is None else residual.float() * JOINT_SCALE)
                 rot6d = rot.matrix_to_rotation_6d(mats)
         out = torch.cat([trans.to(rot6d.dtype), rot6d], dim=2)
         result = (out,) + ((joints,) if return_joints else ()) + \

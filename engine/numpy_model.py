@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from . import model_config
-from .guide import guide_matrices
-from .ik import apply_prior, apply_prior_matrices
-from .rotations import matrix_to_rotation_6d, rotation_6d_to_matrix
+from .guide import output_matrices
+from .rotations import matrix_to_rotation_6d
 from .errors import CheckpointError
 from .features import FEATURE_VERSION
 
@@ -243,19 +242,16 @@ class NumpyMotionTransformer:
         body = body.reshape(B, S, NUM_SLOTS - 2, 6) + IDENTITY_6D
         trans = root[:, :, :1] * ROOT_SCALE + ROOT_OFFSET
         rot6d = np.concatenate([root[:, :, 1:] + IDENTITY_6D, body], axis=2)
-        if self.joint_head:  # prior, then joint guidance (engine.guide), as the module
-            rot6d = rot6d.astype(np.float32)
-            if self.geometric_prior:
-                mats = apply_prior_matrices(rot6d, feats[..., 0:3].astype(np.float32),
-                                            int(self.config.get("prior_version", 1)))
-            else:
-                mats = rotation_6d_to_matrix(rot6d)
-            joint = self._linear(gelu(self._linear(x, "joint_head.0")), "joint_head.2")
-            mats, _ = guide_matrices(mats, joint.reshape(B, S, NUM_SLOTS - 2, 3) * JOINT_SCALE)
+        if self.geometric_prior or self.joint_head:  # as the module (engine.guide)
+            residual = None
+            if self.joint_head:
+                joint = self._linear(gelu(self._linear(x, "joint_head.0")), "joint_head.2")
+                residual = joint.reshape(B, S, NUM_SLOTS - 2, 3) * JOINT_SCALE
+            mats, _ = output_matrices(
+                rot6d.astype(np.float32),
+                feats[..., 0:3].astype(np.float32) if self.geometric_prior else None,
+                int(self.config.get("prior_version", 1)), residual)
             rot6d = matrix_to_rotation_6d(mats)
-        elif self.geometric_prior:
-            rot6d = apply_prior(rot6d.astype(np.float32), feats[..., 0:3].astype(np.float32),
-                                int(self.config.get("prior_version", 1)))
         out = np.concatenate([trans, rot6d], axis=2).astype(np.float32)
         return (out, cache) if return_cache else out
 
@@ -314,20 +310,20 @@ class NumpyMotionTransformer:
         cache.t = t + 1
         hidden = gelu(_matvec(w["head_w"], _standardize_1d(x)) + w["head_b"])
         root = _matvec(w["root_w"], hidden[:c]) + w["root_b"]          # (12,)
-        body = _matvec(w["body_w"], hidden[c:2 * c]) + w["body_b"]          # (120,)
+        body = _matvec(w["body_w"], hidden[c:2 * c]) + w["body_b"]    # (120,)
         out = np.empty((NUM_SLOTS, 6), dtype=np.float32)
         out[0] = root[:6] * ROOT_SCALE + ROOT_OFFSET
         out[1] = root[6:] + IDENTITY_6D
         out[2:] = body.reshape(NUM_SLOTS - 2, 6) + IDENTITY_6D
         mats = None
-        if self.geometric_prior:
+        if self.geometric_prior or self.joint_head:
             x3 = np.asarray(feats, dtype=np.float32).reshape(-1, 18)[:, 0:3]
-            mats = apply_prior_matrices(out[1:], x3, int(self.config.get("prior_version", 1)))
-        if self.joint_head:
-            joint = _matvec(w["joint_w"], hidden[2 * c:]) + w["joint_b"]     # (60,)
-            mats = rotation_6d_to_matrix(out[1:]) if mats is None else mats
-            mats, _ = guide_matrices(mats, joint.reshape(NUM_SLOTS - 2, 3) * JOINT_SCALE)
-        if mats is not None:
+            residual = None
+            if self.joint_head:
+                joint = _matvec(w["joint_w"], hidden[2 * c:]) + w["joint_b"]     # (60,)
+                residual = joint.reshape(NUM_SLOTS - 2, 3) * JOINT_SCALE
+            mats, _ = output_matrices(out[1:], x3 if self.geometric_prior else None,
+                                      int(self.config.get("prior_version", 1)), residual)
             out[1:] = matrix_to_rotation_6d(mats)
         return (out, mats) if matrices else out
 
