@@ -18,6 +18,10 @@ features; ``scripts/position_probe.py``), and forward kinematics of the guided r
 the default body keeps most of that gain (README, Accuracy). The output stays 22 rotation
 slots.
 
+With a per-frame branch (``ModelConfig.frame_branch``) the predicted joints are, at inference,
+a mix of the head's and those of a per-frame MLP trained apart (``frame``, ``mix``): the two
+err differently, and their mean places the limbs better than either (``engine.model``).
+
 Works on NumPy arrays and torch tensors (any leading batch shape; differentiable on torch).
 The joints are the residual plus the default-body joints of the rotations themselves, with
 their gradient: a joint loss trains the rotations' bone directions as well as the head (with
@@ -102,18 +106,27 @@ def _swung(a: Array, b: Array, m: Array) -> Array:
                        c * r2 + vx * r1 - vy * r0 + vz * w], -2)
 
 
-def guide_globals(glob: Array, residual: Array) -> tuple[Array, Array]:
+def _mixed(joints: Array, frame: Array | None, mix: Array | float) -> Array:
+    """Joints 1..20 (..., 20, 3) moved a share ``mix`` (a float or an array broadcasting
+    to (..., 1, 1)) of the way to ``frame`` (..., 20, 3); unchanged when frame is None."""
+    return joints if frame is None else joints + mix * (frame - joints)
+
+
+def guide_globals(glob: Array, residual: Array, frame: Array | None = None,
+                  mix: Array | float = 0.0) -> tuple[Array, Array]:
     """Turn global rotations onto predicted joints.
 
     glob (..., 21, 3, 3) global rotations (bone-local -> camera); residual (..., 20, 3) metres.
     Returns (glob', joints): joints (..., 21, 3) = forward kinematics of ``glob`` on the
-    default body + (0, residual), Hips at 0; glob' (..., 21, 3, 3) as the
-    module docstring says.
+    default body + (0, residual), Hips at 0, then (when ``frame`` (..., 20, 3), metres, Hips at
+    0, is given: the per-frame branch, ``ModelConfig.frame_branch``) joints 1..20 moved the
+    share ``mix`` (float, or broadcasting to (..., 1, 1)) of the way to ``frame``; glob'
+    (..., 21, 3, 3) as the module docstring says.
     """
     if not rot._is_torch(glob):
-        return _guide_globals_numpy(glob, residual)
+        return _guide_globals_numpy(glob, residual, frame, mix)
     base = forward_kinematics(glob)                                    # (..., 21, 3)
-    joints = _cat([base[..., :1, :], base[..., 1:, :] + residual], -2)
+    joints = _cat([base[..., :1, :], _mixed(base[..., 1:, :] + residual, frame, mix)], -2)
     off = _const(np.asarray(DEFAULT_OFFSETS, dtype=np.float64), glob)
     g = _take(glob, _SWUNG, -3)                                                 # (..., K, 3, 3)
     cur = (g @ _take(off, _CHILD, -2)[..., None])[..., 0]                       # (..., K, 3)
@@ -157,13 +170,16 @@ def _hips_frame(h: list, line: list, spine: list) -> list:
             for i in range(3)]
 
 
-def _guide_globals_numpy(glob: np.ndarray, residual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _guide_globals_numpy(glob: np.ndarray, residual: np.ndarray, frame: np.ndarray | None = None,
+                         mix: Any = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """:func:`guide_globals` for NumPy in a few dozen array calls (one streamed frame pays
     per call, not per number): the swings as explicit matrices, c I + [v]x + v v^T / (1 + c),
     applied with one product. Equal to the written-out torch path to float rounding (tests)."""
     dt = glob.dtype
     joints = forward_kinematics(glob)
     joints[..., 1:, :] += residual
+    if frame is not None:
+        joints[..., 1:, :] = _mixed(joints[..., 1:, :], frame, mix)
     g = glob[..., _SWUNG, :, :]                                                 # (..., K, 3, 3)
     ab = rot._normalize(np.stack([(g @ _OFF_CHILD.astype(dt)[..., None])[..., 0],
                                   joints[..., _CHILD, :] - joints[..., _SWUNG, :]]))
@@ -190,27 +206,30 @@ def _guide_globals_numpy(glob: np.ndarray, residual: np.ndarray) -> tuple[np.nda
     return out, joints
 
 
-def guide_matrices(mats: Array, residual: Array) -> tuple[Array, Array]:
+def guide_matrices(mats: Array, residual: Array, frame: Array | None = None,
+                   mix: Array | float = 0.0) -> tuple[Array, Array]:
     """:func:`guide_globals` on the output's matrices: mats (..., 21, 3, 3) = Hips global and
     joints 1..20 local (bone-local -> parent). Returns (mats' in the same form, joints
     (..., 21, 3))."""
     glob = local_to_global(mats[..., 0, :, :], mats[..., 1:, :, :])
-    glob, joints = guide_globals(glob, residual)
+    glob, joints = guide_globals(glob, residual, frame, mix)
     return _cat([glob[..., :1, :, :], global_to_local(glob)], -3), joints
 
 
 def output_matrices(rot6d: Array, x: Array | None = None, prior_version: int = 1,
-                    residual: Array | None = None) -> tuple[Array, Array | None]:
+                    residual: Array | None = None, frame: Array | None = None,
+                    mix: Array | float = 0.0) -> tuple[Array, Array | None]:
     """The network's rotation slots 1..21 (..., 21, 6) -> (rotation matrices (..., 21, 3, 3)
     (Hips global, joints 1..20 local), joints (..., 21, 3) or None): composed with the
     geometric prior when the feature landmarks x (..., 25, 3) are given
     (``engine.ik.apply_prior_matrices``, ``prior_version``), then guided onto the joint head's
-    joints when its ``residual`` (..., 20, 3) metres is given (:func:`guide_matrices`). The one
-    home of this order for the torch module, the lean torch backend and both NumPy paths."""
+    joints when its ``residual`` (..., 20, 3) metres is given (:func:`guide_matrices`; with the
+    per-frame branch's joints ``frame`` mixed in by the share ``mix``). The one home of this
+    order for the torch module, the lean torch backend and both NumPy paths."""
     if x is not None:
         mats = apply_prior_matrices(rot6d, x, prior_version)
     else:
         mats = rot.rotation_6d_to_matrix(rot6d)
     if residual is None:
         return mats, None
-    return guide_matrices(mats, residual)
+    return guide_matrices(mats, residual, frame, mix)

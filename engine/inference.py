@@ -314,6 +314,7 @@ class TorchBackend:
         s, c, h, d = f.shape[0], self.d_model, self.n_heads, self.head_dim
         x = (f - m.input_mean) / m.input_std
         x = x * valid[:, None]
+        frame = m.frame_branch(x) if getattr(m.cfg, "frame_branch", 0) else None  # (S, 20, 3)
         x = F.linear(x, m.input_proj.weight, m.input_proj.bias)
         cos, sin = self._rope(cache.t, s)
         attend = self._ring_attention(cache, valid) if s == 1 else \
@@ -346,8 +347,9 @@ class TorchBackend:
             feats = f.view(s, m.cfg.num_keypoints, m.cfg.num_features)
             residual = head(m.joint_head, x).view(s, NUM_SLOTS - 2, 3) * JOINT_SCALE \
                 if joint_head else None
+            mix = 0.0 if frame is None else m.cfg.frame_mix * valid[:, None, None].to(x.dtype)
             mats, _ = output_matrices(rot6d, feats[..., 0:3] if self._prior else None,
-                                      m.cfg.prior_version, residual)
+                                      m.cfg.prior_version, residual, frame, mix)
             rot6d = rot.matrix_to_rotation_6d(mats)
         return torch.cat([trans, rot6d], dim=1)
 

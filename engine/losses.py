@@ -31,7 +31,8 @@ from .metrics import similarity_fit
 from .model import ROOT_SCALE
 from .skeleton import DEFAULT_OFFSETS, NUM_JOINTS
 
-TERMS: tuple[str, ...] = ("rot", "smooth", "fk", "root", "geodesic", "accel", "pa", "joints")
+TERMS: tuple[str, ...] = ("rot", "smooth", "fk", "root", "geodesic", "accel", "pa", "joints",
+                          "frame")
 _EPS = 1e-8
 _MONITOR_IN_EVAL_ONLY = frozenset({"pa"})
 
@@ -47,12 +48,13 @@ class LossConfig:
     w_accel: float = 0.0     # MSE of FK position second differences (acceleration), m^2
     w_pa: float = 0.0        # FK joint distance after a per-frame similarity alignment, m
     w_joints: float = 0.0    # joint head (ModelConfig.joint_head) vs the subject's joints, m
+    w_frame: float = 0.0     # per-frame branch (ModelConfig.frame_branch), the same distance
 
     def __post_init__(self) -> None:
         if self.fk_metric not in ("mse", "mpjpe"):
             raise ValueError(f"fk_metric must be 'mse' or 'mpjpe', got {self.fk_metric!r}")
         for name in ("w_rot", "w_smooth", "w_fk", "w_root", "w_geodesic", "w_accel", "w_pa",
-                     "w_joints"):
+                     "w_joints", "w_frame"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -114,21 +116,27 @@ def _prepare(pred: torch.Tensor, batch: dict):
 
 
 def compute_losses(pred: torch.Tensor, batch: dict, cfg: LossConfig = LossConfig(),
-                   joints: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   joints: torch.Tensor | None = None,
+                   frame_joints: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """All loss terms and their weighted sum.
 
     pred: (B, S, 22, 6) model output; batch: see the module docstring; joints: (B, S, 21, 3)
     the joint head's joints (``MotionTransformer.forward(return_joints=True)``), metres,
-    camera frame, Hips at 0, or None (then "joints" is NaN, and a weight on it an error).
-    Returns {"rot", "smooth", "fk", "root", "geodesic", "accel", "pa", "joints", "total"}:
+    camera frame, Hips at 0, or None (then "joints" is NaN, and a weight on it an error);
+    frame_joints: (B, S, 20, 3) the per-frame branch's joints 1..20
+    (``MotionTransformer.frame_joints``), the same units, or None (then "frame" is NaN).
+    Returns {"rot", "smooth", "fk", "root", "geodesic", "accel", "pa", "joints", "frame",
+    "total"}:
     scalar float32 tensors. Terms with weight 0 are still computed (to monitor them) but carry
     no gradient; an unweighted "pa" only where gradients are off (validation), else it is NaN.
     "joints" is the mean distance of joints 1..20 to the subject's (FK of the target on the
     batch's offsets) on sequences whose root rotation is known (the head works in the camera
-    frame).
+    frame); "frame" the same for the branch's joints.
     """
     if joints is None and cfg.w_joints > 0:
         raise ValueError("w_joints > 0 needs the joint head's joints (a model with joint_head)")
+    if frame_joints is None and cfg.w_frame > 0:
+        raise ValueError("w_frame > 0 needs the per-frame branch's joints (frame_branch)")
     with torch.autocast(device_type=pred.device.type, enabled=False):
         pred, target, w, has_rot, has_pos, offsets = _prepare(pred, batch)
         # (B, 1, 21) slot mask of rotation slots 1..21: slot 1 only with a known root rotation.
@@ -201,16 +209,23 @@ def compute_losses(pred: torch.Tensor, batch: dict, cfg: LossConfig = LossConfig
             err = _safe_norm(aligned + y.mean(-2, keepdim=True) - y).mean(-1)
             return _masked_mean(err, w)
 
-        def joints_term():
-            if joints is None:
+        def joint_distance(j: torch.Tensor | None) -> torch.Tensor:
+            """Mean distance of j (B, S, 20, 3) to the subject's joints 1..20, m."""
+            if j is None:
                 return pred.new_tensor(float("nan"))
             _, pt = positions()
-            err = _safe_norm(joints.float()[..., 1:, :] - pt[..., 1:, :]).mean(-1)  # (B, S)
+            err = _safe_norm(j.float() - pt[..., 1:, :]).mean(-1)                 # (B, S)
             return _masked_mean(err, w * has_rot.float()[:, None])
+
+        def joints_term():
+            return joint_distance(None if joints is None else joints[..., 1:, :])
+
+        def frame_term():
+            return joint_distance(frame_joints)
 
         fns = {"rot": rot_term, "smooth": smooth_term, "fk": fk_term, "root": root_term,
                "geodesic": geodesic_term, "accel": accel_term, "pa": pa_term,
-               "joints": joints_term}
+               "joints": joints_term, "frame": frame_term}
         out: dict[str, torch.Tensor] = {}
         total = pred.new_zeros(())
         for name in TERMS:

@@ -33,6 +33,12 @@ class ModelConfig:
                                         # added after the input projection; 0 = real video
     joint_head: bool = False            # a third head predicts the 20 joints; the rotations
                                         # are turned to point the bones at them (engine.guide)
+    frame_branch: int = 0               # >0: width of a per-frame MLP that also predicts the
+                                        # 20 joints; at inference the guiding joints are
+                                        # (1 - frame_mix) head + frame_mix branch (needs
+                                        # joint_head; engine.model.FrameBranch)
+    frame_blocks: int = 2               # residual blocks of that MLP
+    frame_mix: float = 0.5              # the branch's share of the guiding joints
 
     def __post_init__(self) -> None:
         if not 1 <= self.num_domains <= 16:
@@ -40,6 +46,16 @@ class ModelConfig:
         for name in ("geometric_prior", "joint_head"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("frame_branch", "frame_blocks"):
+            if isinstance(getattr(self, name), bool) or not isinstance(getattr(self, name), int):
+                raise ValueError(f"{name} must be an integer, got {getattr(self, name)!r}")
+        if not 0 <= self.frame_branch <= 4096 or not 0 <= self.frame_blocks <= 16:
+            raise ValueError("frame_branch must be 0..4096 and frame_blocks 0..16")
+        if self.frame_branch and not self.joint_head:
+            raise ValueError("frame_branch needs joint_head: the branch's joints are mixed "
+                             "with the joint head's")
+        if isinstance(self.frame_mix, bool) or not (isinstance(self.frame_mix, (int, float)) and 0.0 <= self.frame_mix <= 1.0):
+            raise ValueError(f"frame_mix must be in [0, 1], got {self.frame_mix!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

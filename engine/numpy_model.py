@@ -159,6 +159,18 @@ class NumpyMotionTransformer:
             self.joint_head = config.get("joint_head", False)
             if not isinstance(self.joint_head, bool):
                 raise ValueError(f"joint_head must be true or false, got {self.joint_head!r}")
+            self.frame_branch = config.get("frame_branch", 0)
+            self.frame_blocks = config.get("frame_blocks", 2)
+            self.frame_mix = config.get("frame_mix", 0.5)
+            for name in ("frame_branch", "frame_blocks"):
+                v = getattr(self, name)
+                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 4096:
+                    raise ValueError(f"{name} must be a small integer, got {v!r}")
+            if isinstance(self.frame_mix, bool) or not isinstance(self.frame_mix, (int, float)) \
+                    or not 0.0 <= self.frame_mix <= 1.0:
+                raise ValueError(f"frame_mix must be in [0, 1], got {self.frame_mix!r}")
+            if self.frame_branch and not self.joint_head:
+                raise ValueError("frame_branch needs joint_head")
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"the model config lacks a valid field: {err}") from err
         self.config = dict(config)
@@ -179,7 +191,21 @@ class NumpyMotionTransformer:
         for i in range(self.n_layers):
             for name in ("ln1", "attn.qkv", "attn.proj", "ln2", "mlp.0", "mlp.2"):
                 keys += [f"blocks.{i}.{name}.weight", f"blocks.{i}.{name}.bias"]
+        if self.frame_branch:
+            names = ["frame_branch.inp", "frame_branch.out"] + [
+                f"frame_branch.blocks.{i}.{j}" for i in range(self.frame_blocks) for j in (0, 1, 4)]
+            keys += [f"{n}.{t}" for n in names for t in ("weight", "bias")]
         return keys
+
+    def _frame_branch(self, x: np.ndarray) -> np.ndarray:
+        """The per-frame branch (``engine.model.FrameBranch``): standardised features
+        (..., 450) -> joints 1..20 (..., 20, 3), metres."""
+        h = self._linear(x, "frame_branch.inp")
+        for i in range(self.frame_blocks):
+            b = f"frame_branch.blocks.{i}"
+            a = layer_norm(h, self.p[f"{b}.0.weight"], self.p[f"{b}.0.bias"])
+            h = h + self._linear(gelu(self._linear(a, f"{b}.1")), f"{b}.4")
+        return self._linear(h, "frame_branch.out").reshape(*x.shape[:-1], NUM_SLOTS - 2, 3)
 
     @property
     def receptive_field(self) -> int:
@@ -220,6 +246,7 @@ class NumpyMotionTransformer:
         valid = np.ones((B, S), dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         x = (feats.reshape(B, S, -1) - self.p["input_mean"]) / self.p["input_std"]
         x = x * valid[..., None]
+        frame = self._frame_branch(x) if self.frame_branch else None
         x = self._linear(x, "input_proj")
         past_valid = past[0][2] if past else valid[:, :0]
         valid_k = np.concatenate([past_valid, valid], axis=1)
@@ -247,10 +274,12 @@ class NumpyMotionTransformer:
             if self.joint_head:
                 joint = self._linear(gelu(self._linear(x, "joint_head.0")), "joint_head.2")
                 residual = joint.reshape(B, S, NUM_SLOTS - 2, 3) * JOINT_SCALE
+            mix = 0.0 if frame is None else \
+                np.float32(self.frame_mix) * valid[..., None, None].astype(np.float32)
             mats, _ = output_matrices(
                 rot6d.astype(np.float32),
                 feats[..., 0:3].astype(np.float32) if self.geometric_prior else None,
-                int(self.config.get("prior_version", 1)), residual)
+                int(self.config.get("prior_version", 1)), residual, frame, mix)
             rot6d = matrix_to_rotation_6d(mats)
         out = np.concatenate([trans, rot6d], axis=2).astype(np.float32)
         return (out, cache) if return_cache else out
@@ -282,6 +311,12 @@ class NumpyMotionTransformer:
         x = (np.asarray(feats, dtype=np.float32).reshape(-1) - w["mean"]) / w["std"]
         if not valid:  # as x * valid: a frame without a detection enters as zeros
             x = np.zeros_like(x)
+        frame = None
+        if self.frame_branch and valid:  # without a detection its share is 0
+            h = _matvec(w["fb_in_w"], x) + w["fb_in_b"]
+            for up_w, up_b, down_w, down_b in w["fb_blocks"]:
+                h = h + (_matvec(down_w, gelu(_matvec(up_w, _standardize_1d(h)) + up_b)) + down_b)
+            frame = (_matvec(w["fb_out_w"], h) + w["fb_out_b"]).reshape(NUM_SLOTS - 2, 3)
         x = _matvec(w["in_w"], x) + w["in_b"]
         ang = t * w["inv_freq"]                                   # (d/2,) float64
         rope = np.empty((2, 2, d // 2), dtype=np.float32)         # [cos, cos], [-sin, sin]
@@ -323,7 +358,8 @@ class NumpyMotionTransformer:
                 joint = _matvec(w["joint_w"], hidden[2 * c:]) + w["joint_b"]     # (60,)
                 residual = joint.reshape(NUM_SLOTS - 2, 3) * JOINT_SCALE
             mats, _ = output_matrices(out[1:], x3 if self.geometric_prior else None,
-                                      int(self.config.get("prior_version", 1)), residual)
+                                      int(self.config.get("prior_version", 1)), residual,
+                                      frame, np.float32(self.frame_mix))
             out[1:] = matrix_to_rotation_6d(mats)
         return (out, mats) if matrices else out
 
@@ -375,6 +411,14 @@ class NumpyMotionTransformer:
                 "joint_b": arr("joint_head.2.bias")} if self.joint_head else {}),
             "inv_freq": 1.0 / (self.rope_base ** (np.arange(0, d, 2, dtype=np.float64) / d)),
         }
+        if self.frame_branch:
+            fb = "frame_branch."
+            self._frame_weights.update({
+                "fb_in_w": _row_blocks(p[fb + "inp.weight"]), "fb_in_b": arr(fb + "inp.bias"),
+                "fb_blocks": [(*folded(f"{fb}blocks.{i}.0", f"{fb}blocks.{i}.1"),
+                               _row_blocks(p[f"{fb}blocks.{i}.4.weight"]),
+                               arr(f"{fb}blocks.{i}.4.bias")) for i in range(self.frame_blocks)],
+                "fb_out_w": _row_blocks(p[fb + "out.weight"]), "fb_out_b": arr(fb + "out.bias")})
         return self._frame_weights
 
 

@@ -450,6 +450,12 @@ class TrainingRecipe:
         if self.loss_cfg.w_joints > 0 and not self.model_cfg.joint_head:
             raise InputError("loss.w_joints > 0 needs a joint head: set model.joint_head=true "
                              "(or loss.w_joints=0)")
+        if self.loss_cfg.w_frame > 0 and not self.model_cfg.frame_branch:
+            raise InputError("loss.w_frame > 0 needs a per-frame branch: set "
+                             "model.frame_branch to its width (or loss.w_frame=0)")
+        if self.model_cfg.frame_branch and not self.loss_cfg.w_frame > 0:
+            raise InputError("model.frame_branch needs loss.w_frame > 0: nothing else "
+                             "trains the branch")
         self._seed(cfg.seed + self.rank)
 
         # Model, optimizer, schedule, precision.
@@ -606,11 +612,12 @@ class TrainingRecipe:
         return batch.get("domain") if self.model_cfg.num_domains > 1 else None
 
     def _forward(self, model: torch.nn.Module, batch: dict):
-        """(output (B, S, 22, 6), the joint head's joints (B, S, 21, 3) or None)."""
+        """(output (B, S, 22, 6), the joint head's joints (B, S, 21, 3) or None, the per-frame
+        branch's joints (B, S, 20, 3) or None)."""
         if not self.model_cfg.joint_head:
-            return model(batch["features"], batch["valid"], domain=self._domain(batch)), None
+            return model(batch["features"], batch["valid"], domain=self._domain(batch)), None, None
         return model(batch["features"], batch["valid"], domain=self._domain(batch),
-                     return_joints=True)
+                     return_joints=True, return_frame=True)
 
     def train_step(self, batch: dict) -> dict[str, float] | None:
         """One optimizer step on a batch (on the device). Returns the loss terms (mean over
@@ -618,8 +625,8 @@ class TrainingRecipe:
         gradients). Raises TrainingError after more than ``max_nonfinite`` skips in a row."""
         self.model.train()
         with self._autocast():
-            pred, joints = self._forward(self.model, batch)
-        losses = compute_losses(pred, batch, self.loss_cfg, joints)
+            pred, joints, frame = self._forward(self.model, batch)
+        losses = compute_losses(pred, batch, self.loss_cfg, joints, frame)
         stop = 1.0 if self._stop.signal else 0.0
         vec = torch.stack([losses[k].detach() for k in LOSS_COLUMNS]
                           + [torch.tensor(stop, device=self.device)])
@@ -687,8 +694,8 @@ class TrainingRecipe:
                 break
             batch = self._to_device(batch)
             with self._autocast():
-                pred, joints = self._forward(model, batch)
-            losses = compute_losses(pred, batch, self.loss_cfg, joints)
+                pred, joints, frame = self._forward(model, batch)
+            losses = compute_losses(pred, batch, self.loss_cfg, joints, frame)
             w = batch["weight"].double().sum()
             acc[:len(LOSS_COLUMNS)] += torch.stack([losses[k].double() for k in LOSS_COLUMNS]) * w
             acc[len(LOSS_COLUMNS)] += w

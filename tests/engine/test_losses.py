@@ -24,7 +24,9 @@ def joints_of(pred: torch.Tensor, batch: dict) -> torch.Tensor:
 
 
 def losses(pred, batch, cfg=ALL_ON):
-    return compute_losses(pred, batch, cfg, joints_of(pred, batch))
+    """All terms, with a joint head and a per-frame branch that agree with ``pred``."""
+    joints = joints_of(pred, batch)
+    return compute_losses(pred, batch, cfg, joints, joints[..., 1:, :])
 
 
 def make_batch(b=2, s=8, seed=0) -> dict:
@@ -249,3 +251,21 @@ def test_joints_term_needs_the_joints_only_when_weighted():
         compute_losses(batch["target"], batch, ALL_ON)
     out = compute_losses(batch["target"], batch, replace(ALL_ON, w_joints=0))
     assert np.isnan(float(out["joints"])) and np.isfinite(float(out["total"]))
+
+
+def test_frame_term_is_the_branch_joint_distance_and_needs_it_only_when_weighted():
+    batch = make_batch()
+    target = batch["target"].clone()
+    joints = joints_of(target, batch)
+    cfg = replace(ALL_ON, w_frame=1)
+    frame = joints[..., 1:, :].clone()
+    assert float(compute_losses(target, batch, cfg, joints, frame)["frame"]) == pytest.approx(
+        0.0, abs=1e-6)
+    frame[..., 2] -= 0.03                       # every joint 3 cm too near the camera
+    out = compute_losses(target, batch, cfg, joints, frame)
+    assert float(out["frame"]) == pytest.approx(0.03, rel=1e-4)
+    assert float(out["joints"]) == pytest.approx(0.0, abs=1e-6)  # the head's own term is apart
+    with pytest.raises(ValueError, match="per-frame branch"):
+        compute_losses(target, batch, cfg, joints)
+    out = compute_losses(target, batch, ALL_ON, joints)
+    assert np.isnan(float(out["frame"])) and np.isfinite(float(out["total"]))

@@ -192,3 +192,57 @@ def test_joint_head_starts_neutral_and_guides_the_bones():
     assert plain(x, return_joints=True)[1] is None
     assert ModelConfig.from_dict({"d_model": 32}).joint_head is False
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_frame_branch_is_mixed_in_at_inference_only_and_on_detected_frames():
+    """The per-frame branch's joints guide the output in evaluation mode, by the share
+    frame_mix, on frames with a detection; in training mode the head guides alone; the
+    branch shares no parameter with the Transformer."""
+    from dataclasses import replace
+
+    from engine.model import FrameBranch
+
+    torch.manual_seed(2)
+    cfg = ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64, dropout=0.0, joint_head=True,
+                      frame_branch=16, frame_mix=0.25)
+    m = MotionTransformer(cfg)
+    assert isinstance(m.frame_branch, FrameBranch)
+    with torch.no_grad():
+        torch.nn.init.normal_(m.joint_head[-1].weight, std=0.3)
+        m.frame_branch.out.weight.mul_(0.2)
+    without = MotionTransformer(replace(cfg, frame_mix=0.0))
+    without.load_state_dict(m.state_dict())
+    x = torch.randn(2, 10, 25, 18)
+    valid = torch.ones(2, 10, dtype=torch.bool)
+    valid[0, 4] = False
+    with torch.no_grad():
+        m.train()
+        out_train, joints_train, frame = m(x, valid, return_joints=True, return_frame=True)
+        m.eval()
+        out, joints = m(x, valid, return_joints=True)
+        ref, head = without.eval()(x, valid, return_joints=True)
+    torch.testing.assert_close(out_train, ref)               # training: the head alone
+    torch.testing.assert_close(joints_train, head)
+    assert frame.shape == (2, 10, 20, 3)
+    mixed = head[..., 1:, :] + 0.25 * (frame - head[..., 1:, :])
+    torch.testing.assert_close(joints[1, :, 1:], mixed[1])    # inference: the mix ...
+    torch.testing.assert_close(joints[0, 4], head[0, 4])      # ... not on an undetected frame
+    torch.testing.assert_close(out[0, 4], ref[0, 4])
+    assert (out[1] - ref[1]).abs().max() > 0.01
+    # apart: the branch's joints depend on its own parameters only, the output on none of them
+    m.train()
+    out_train, _, frame = m(x, valid, return_joints=True, return_frame=True)
+    branch = [p for n, p in m.named_parameters() if n.startswith("frame_branch.")]
+    rest = [p for n, p in m.named_parameters() if not n.startswith("frame_branch.")]
+    g_out = torch.autograd.grad(out_train.sum(), branch, allow_unused=True)
+    g_frame = torch.autograd.grad(frame.sum(), rest, allow_unused=True)
+    assert all(g is None for g in g_out) and all(g is None for g in g_frame)
+
+
+@pytest.mark.parametrize("bad", [{"frame_branch": 16}, {"frame_branch": 16.0, "joint_head": True},
+                                 {"frame_branch": True, "joint_head": True},
+                                 {"frame_mix": 1.5}, {"frame_mix": float("nan")},
+                                 {"frame_blocks": -1}])
+def test_frame_branch_config_is_checked(bad):
+    with pytest.raises(ValueError, match="frame_"):
+        ModelConfig(**bad)

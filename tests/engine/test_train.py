@@ -327,6 +327,53 @@ def test_joint_head_trains_exports_and_infers_like_the_module(tmp_path):
               train_set=SynthDataset(make_arrays()))
 
 
+def test_frame_branch_trains_by_its_own_loss_and_every_path_mixes_it_alike(tmp_path):
+    """A per-frame branch learns from its joint loss; the exported weights give the module's
+    evaluation-mode output (the mix) through load_model, the lean torch backend and both
+    NumPy paths; a branch without its loss, or the loss without a branch, is refused before
+    any step."""
+    from dataclasses import replace
+
+    from engine.checkpoint import export_weights, load_model
+    from engine.inference import TorchBackend
+    from engine.numpy_model import load_numpy_model
+
+    cfg = replace(TINY, joint_head=True, frame_branch=16)
+    kw = {**QUICK, "epochs": 50, "max_steps": 16, "eval_every": 16}
+    loss = LossConfig(w_joints=2.0, w_frame=1.0)
+    train(TrainConfig(**kw), cfg, loss, None, tmp_path / "run",
+          train_set=SynthDataset(make_arrays()), val_set=SynthDataset(make_arrays(8, seed=5)))
+    rows = read_metrics(tmp_path / "run")
+    frame = [float(r["frame"]) for r in rows]
+    assert np.mean(frame[-4:]) < 0.9 * np.mean(frame[:4]) and float(rows[-1]["val_frame"]) > 0
+    model, _ = load_model(tmp_path / "run" / "last.pt")
+    export_weights(model, tmp_path / "w.safetensors")
+    x, valid = torch.randn(1, 12, 25, 18), torch.ones(1, 12, dtype=torch.bool)
+    valid[0, 3] = False
+    with torch.no_grad():
+        ref = model(x, valid).numpy()
+        plain = replace(cfg, frame_mix=0.0)
+        without = type(model)(plain)
+        without.load_state_dict(model.state_dict())
+        assert np.abs(without.eval()(x, valid).numpy() - ref).max() > 1e-3  # the mix counts
+    again, _ = load_model(tmp_path / "w.safetensors")
+    with torch.no_grad():
+        np.testing.assert_allclose(again(x, valid).numpy(), ref, atol=1e-6)
+    lean, _ = TorchBackend(again).step(x[0].numpy(), valid[0].numpy(), None)
+    np.testing.assert_allclose(lean, ref[0], atol=1e-5)
+    npm, _ = load_numpy_model(tmp_path / "w.safetensors")
+    np.testing.assert_allclose(npm(x.numpy(), valid.numpy()), ref, atol=1e-4)
+    cache = npm.new_frame_cache()
+    frames = np.stack([npm.step_frame(f, bool(v), cache) for f, v in zip(x[0].numpy(), valid[0].numpy())])
+    np.testing.assert_allclose(frames, ref[0], atol=1e-4)
+    with pytest.raises(InputError, match="loss.w_frame"):
+        train(TrainConfig(**kw), cfg, LossConfig(w_joints=2.0), None, tmp_path / "bad",
+              train_set=SynthDataset(make_arrays()))
+    with pytest.raises(InputError, match="model.frame_branch"):
+        train(TrainConfig(**kw), replace(TINY, joint_head=True), loss, None, tmp_path / "bad2",
+              train_set=SynthDataset(make_arrays()))
+
+
 def test_init_from_weights_fine_tunes_with_their_normalisation(tmp_path):
     """train.init_from starts from trained weights (a checkpoint's inference weights or the
     exported safetensors), input normalisation included; new domain vectors start at zero;
