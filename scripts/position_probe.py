@@ -12,10 +12,15 @@ similarity Procrustes) of
 * CHECKPOINT's rotations through forward kinematics on the default body (the product) and on
   the subject's own body;
 * CHECKPOINT's rotations with each one-child bone swung onto the MLP's joints
-  (``engine.guide.guide_globals``), on the default body.
+  (``engine.guide.guide_globals``), on the default body;
+* with a joint head in CHECKPOINT: its joints, and the mean of its joints and the MLP's
+  (an ensemble of the two), alone and guiding the rotations on the default body.
 
 Measured on S2_freestyle2 with the 9,000-step weights (README, Accuracy): MLP 46.4 mm,
 the model 54.7 (default body) / 52.5 (subject's body), the model guided by the MLP 48.7.
+With the joint-head weights (runs/guided, 120 s, ``--width 256 --blocks 2``): MLP 48.1, the
+head 52.0, their mean 46.1, the rotations guided onto the mean 48.3 (the per-frame branch,
+``ModelConfig.frame_branch``).
 """
 from __future__ import annotations
 
@@ -71,11 +76,13 @@ def main() -> None:
     ap.add_argument("dataset")
     ap.add_argument("checkpoint")
     ap.add_argument("--seconds", type=float, default=240.0)
+    ap.add_argument("--width", type=int, default=512)
+    ap.add_argument("--blocks", type=int, default=3)
     args = ap.parse_args()
     torch.manual_seed(0)
     train_set, test_set = WindowDataset(args.dataset, "train"), WindowDataset(args.dataset, "test")
     tr, te = clean_frames(train_set), clean_frames(test_set)
-    net = FrameMLP(tr["features"].mean(0), tr["features"].std(0))
+    net = FrameMLP(tr["features"].mean(0), tr["features"].std(0), args.width, args.blocks)
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
     start, steps = time.time(), 0
     while (elapsed := time.time() - start) < args.seconds:
@@ -95,12 +102,22 @@ def main() -> None:
                          for i in range(0, len(te["features"]), 8192)])
         mlp = torch.cat([torch.zeros(len(mlp), 1, 3), mlp], 1)            # (N, 21, 3)
         model, _ = load_model(args.checkpoint)
-        a, slots = test_set.arrays(), []
+        model = model.eval()
+        if model.cfg.frame_branch:  # the head alone: the probe's MLP takes the branch's place
+            from dataclasses import replace
+            alone = type(model)(replace(model.cfg, frame_mix=0.0))
+            alone.load_state_dict(model.state_dict())
+            model = alone.eval()
+        a, slots, heads = test_set.arrays(), [], []
         for e in range(len(test_set.entries)):
             s, t = int(test_set.starts[e]), int(test_set.starts[e + 1])
-            slots.append(model(torch.from_numpy(np.array(a["features"][s:t]))[None],
-                               torch.from_numpy(np.array(a["valid"][s:t]))[None])[0])
-        slots = torch.cat(slots)[torch.from_numpy(te["rows"])]
+            out, head = model(torch.from_numpy(np.array(a["features"][s:t]))[None],
+                              torch.from_numpy(np.array(a["valid"][s:t]))[None],
+                              return_joints=True)
+            slots.append(out[0])
+            heads.append(None if head is None else head[0])
+        rows = torch.from_numpy(te["rows"])
+        slots = torch.cat(slots)[rows]
         glob = global_rotations(slots[None], torch.ones(1, dtype=torch.bool))[0].double()
         entry = np.repeat(np.arange(len(test_set.entries)), np.diff(test_set.starts))[te["rows"]]
         own = forward_kinematics(glob, torch.from_numpy(test_set.offsets[entry]).double())
@@ -113,6 +130,13 @@ def main() -> None:
     print(f"frame MLP ({steps} steps of 1024 frames): PA-MPJPE {pa(mlp):.1f} mm")
     print(f"model, default body: {pa(base):.1f} mm; subject's body: {pa(own):.1f} mm")
     print(f"model guided by the MLP's joints, default body: {pa(forward_kinematics(guided)):.1f} mm")
+    if heads[0] is not None:
+        head = torch.cat(heads)[rows].double()
+        mean = (head + mlp.double()) / 2
+        with torch.no_grad():
+            both, _ = guide_globals(glob, mean[:, 1:] - base[:, 1:])
+        print(f"joint head: {pa(head):.1f} mm; mean of head and MLP: {pa(mean):.1f} mm; "
+              f"model guided by that mean, default body: {pa(forward_kinematics(both)):.1f} mm")
 
 
 if __name__ == "__main__":
