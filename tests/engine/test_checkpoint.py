@@ -177,9 +177,15 @@ def test_load_model_refuses_other_files(tmp_path):
         load_model(tmp_path / "foreign.safetensors")
 
 
-def test_weights_whose_joint_head_is_missing_or_mistyped_are_refused(tmp_path):
-    """A config that promises a joint head the tensors lack, or a joint_head that is not a
-    boolean, is refused in one line by the torch and the NumPy loaders."""
+@pytest.mark.parametrize("extra, dropped, field, bad, message", [
+    ({}, "joint_head", "joint_head", "yes", "joint_head must be true or false"),
+    ({"frame_branch": 8}, "frame_branch.out", "frame_mix", 2.0, "frame_mix must be in"),
+])
+def test_weights_whose_heads_are_missing_or_mistyped_are_refused(tmp_path, extra, dropped, field,
+                                                                 bad, message):
+    """A config that promises a joint head (or a per-frame branch) the tensors lack, or a
+    joint_head that is not a boolean (a frame_mix outside [0, 1]), is refused in one line by
+    the torch and the NumPy loaders."""
     import json
 
     from safetensors import safe_open
@@ -188,51 +194,21 @@ def test_weights_whose_joint_head_is_missing_or_mistyped_are_refused(tmp_path):
     from engine.numpy_model import load_numpy_model
 
     m = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64,
-                                      joint_head=True))
+                                      joint_head=True, **extra))
     export_weights(m, tmp_path / "w.safetensors")
     with safe_open(str(tmp_path / "w.safetensors"), framework="numpy") as f:
         meta = dict(f.metadata())
     state = load_file(str(tmp_path / "w.safetensors"))
-    save_file({k: v for k, v in state.items() if not k.startswith("joint_head")},
+    save_file({k: v for k, v in state.items() if not k.startswith(dropped)},
               str(tmp_path / "headless.safetensors"), metadata=meta)
     cfg = json.loads(meta["model_config"])
-    cfg["joint_head"] = "yes"
+    cfg[field] = bad
     save_file(state, str(tmp_path / "typed.safetensors"),
               metadata={**meta, "model_config": json.dumps(cfg)})
-    for name, message in (("headless", "joint_head"), ("typed", "joint_head must be true or false")):
+    for name, match in (("headless", dropped), ("typed", message)):
         path = tmp_path / f"{name}.safetensors"
         for loader in (load_model, load_numpy_model):
-            with pytest.raises(CheckpointError, match=message):
-                loader(path)
-    assert load_model(tmp_path / "w.safetensors")[0].cfg.joint_head is True
-
-
-def test_weights_whose_frame_branch_is_missing_or_out_of_range_are_refused(tmp_path):
-    """A config that promises a per-frame branch the tensors lack, or a frame_mix outside
-    [0, 1], is refused in one line by the torch and the NumPy loaders."""
-    import json
-
-    from safetensors import safe_open
-    from safetensors.numpy import load_file, save_file
-
-    from engine.numpy_model import load_numpy_model
-
-    m = MotionTransformer(ModelConfig(d_model=32, n_layers=1, n_heads=2, d_ff=64,
-                                      joint_head=True, frame_branch=8))
-    export_weights(m, tmp_path / "w.safetensors")
-    with safe_open(str(tmp_path / "w.safetensors"), framework="numpy") as f:
-        meta = dict(f.metadata())
-    state = load_file(str(tmp_path / "w.safetensors"))
-    save_file({k: v for k, v in state.items() if not k.startswith("frame_branch.out")},
-              str(tmp_path / "branchless.safetensors"), metadata=meta)
-    cfg = json.loads(meta["model_config"])
-    cfg["frame_mix"] = 2.0
-    save_file(state, str(tmp_path / "mix.safetensors"),
-              metadata={**meta, "model_config": json.dumps(cfg)})
-    for name, message in (("branchless", "frame_branch.out"), ("mix", "frame_mix must be in")):
-        path = tmp_path / f"{name}.safetensors"
-        for loader in (load_model, load_numpy_model):
-            with pytest.raises(CheckpointError, match=message) as err:
+            with pytest.raises(CheckpointError, match=match) as err:
                 loader(path)
             assert "\n" not in str(err.value)
-    assert load_model(tmp_path / "w.safetensors")[0].cfg.frame_branch == 8
+    assert load_model(tmp_path / "w.safetensors")[0].cfg == m.cfg
