@@ -124,7 +124,7 @@ def compute_losses(pred: torch.Tensor, batch: dict, cfg: LossConfig = LossConfig
     the joint head's joints (``MotionTransformer.forward(return_joints=True)``), metres,
     camera frame, Hips at 0, or None (then "joints" is NaN, and a weight on it an error);
     frame_joints: (B, S, 20, 3) the per-frame branch's joints 1..20
-    (``MotionTransformer.frame_joints``), the same units, or None (then "frame" is NaN).
+    (``MotionTransformer.forward(return_frame=True)``), the same units, or None (then "frame" is NaN).
     Returns {"rot", "smooth", "fk", "root", "geodesic", "accel", "pa", "joints", "frame",
     "total"}:
     scalar float32 tensors. Terms with weight 0 are still computed (to monitor them) but carry

@@ -240,11 +240,6 @@ class MotionTransformer(nn.Module):
         B, S = feats.shape[:2]
         return (feats.reshape(B, S, -1) - self.input_mean) / self.input_std * valid[..., None]
 
-    def frame_joints(self, feats: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """The per-frame branch's joints 1..20 (B, S, 20, 3), metres, camera frame, Hips at 0
-        (for its loss; needs ``frame_branch``)."""
-        return self.frame_branch(self._standardize(feats, valid))
-
     @property
     def receptive_field(self) -> int:
         """Frames of input that one output frame can depend on (itself included)."""

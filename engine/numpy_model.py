@@ -159,18 +159,9 @@ class NumpyMotionTransformer:
             self.joint_head = config.get("joint_head", False)
             if not isinstance(self.joint_head, bool):
                 raise ValueError(f"joint_head must be true or false, got {self.joint_head!r}")
-            self.frame_branch = config.get("frame_branch", 0)
-            self.frame_blocks = config.get("frame_blocks", 2)
-            self.frame_mix = config.get("frame_mix", 0.5)
-            for name in ("frame_branch", "frame_blocks"):
-                v = getattr(self, name)
-                if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= 4096:
-                    raise ValueError(f"{name} must be a small integer, got {v!r}")
-            if isinstance(self.frame_mix, bool) or not isinstance(self.frame_mix, (int, float)) \
-                    or not 0.0 <= self.frame_mix <= 1.0:
-                raise ValueError(f"frame_mix must be in [0, 1], got {self.frame_mix!r}")
-            if self.frame_branch and not self.joint_head:
-                raise ValueError("frame_branch needs joint_head")
+            cfg = model_config.ModelConfig.from_dict(config)  # the checks' one home
+            self.frame_branch, self.frame_blocks = cfg.frame_branch, cfg.frame_blocks
+            self.frame_mix = float(cfg.frame_mix)
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"the model config lacks a valid field: {err}") from err
         self.config = dict(config)
