@@ -276,11 +276,11 @@ class MotionTransformer(nn.Module):
         if valid is None:
             valid = torch.ones(B, S, dtype=torch.bool, device=feats.device)
         x = self._standardize(feats, valid)
-        frame, mix = None, 0.0
-        if self.cfg.frame_branch and (return_frame or not self.training):
-            frame = self.frame_branch(x)
-        if frame is not None and not self.training:  # trained apart, mixed at inference
-            mix = self.cfg.frame_mix * valid[..., None, None].float()
+        frame = self.frame_branch(x) if self.cfg.frame_branch and (
+            return_frame or not self.training) else None
+        # trained apart (the head guides alone), mixed in at inference
+        guiding = None if self.training or frame is None else frame.float()
+        mix = 0.0 if guiding is None else self.cfg.frame_mix * valid[..., None, None].float()
         x = self.input_proj(x)
         if self.cfg.num_domains > 1:
             if domain is None:
@@ -316,7 +316,7 @@ class MotionTransformer(nn.Module):
                     rot6d.float(), feats[..., 0:3].float() if self.cfg.geometric_prior else None,
                     self.cfg.prior_version,
                     None if residual is None else residual.float() * JOINT_SCALE,
-                    None if self.training or frame is None else frame.float(), mix)
+                    guiding, mix)
                 rot6d = rot.matrix_to_rotation_6d(mats)
         out = torch.cat([trans.to(rot6d.dtype), rot6d], dim=2)
         result = (out,) + ((joints,) if return_joints else ()) + \

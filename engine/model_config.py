@@ -54,7 +54,8 @@ class ModelConfig:
         if self.frame_branch and not self.joint_head:
             raise ValueError("frame_branch needs joint_head: the branch's joints are mixed "
                              "with the joint head's")
-        if isinstance(self.frame_mix, bool) or not (isinstance(self.frame_mix, (int, float)) and 0.0 <= self.frame_mix <= 1.0):
+        if isinstance(self.frame_mix, bool) or not isinstance(self.frame_mix, (int, float)) \
+                or not 0.0 <= self.frame_mix <= 1.0:
             raise ValueError(f"frame_mix must be in [0, 1], got {self.frame_mix!r}")
 
     def to_dict(self) -> dict:

@@ -156,10 +156,8 @@ class NumpyMotionTransformer:
             self.rope_base = float(config["rope_base"])
             # checkpoints from before the geometric prior have no such field
             self.geometric_prior = bool(config.get("geometric_prior", False))
-            self.joint_head = config.get("joint_head", False)
-            if not isinstance(self.joint_head, bool):
-                raise ValueError(f"joint_head must be true or false, got {self.joint_head!r}")
             cfg = model_config.ModelConfig.from_dict(config)  # the checks' one home
+            self.joint_head = cfg.joint_head
             self.frame_branch, self.frame_blocks = cfg.frame_branch, cfg.frame_blocks
             self.frame_mix = float(cfg.frame_mix)
         except (KeyError, TypeError, ValueError) as err:

@@ -36,6 +36,7 @@ from engine.guide import guide_globals
 from engine.kinematics import forward_kinematics
 from engine.losses import global_rotations
 from engine.metrics import pa_mpjpe
+from engine.model import FrameBranch
 from engine.skeleton import EVAL_JOINT_INDICES
 
 
@@ -53,22 +54,18 @@ def clean_frames(ds: WindowDataset) -> dict:
 
 
 class FrameMLP(torch.nn.Module):
+    """The per-frame branch (``engine.model.FrameBranch``) on raw features, standardised by the
+    training frames' statistics."""
+
     def __init__(self, mean: torch.Tensor, std: torch.Tensor, width: int = 512, blocks: int = 3):
         super().__init__()
         self.register_buffer("mean", mean)
         self.register_buffer("std", std.clamp_min(1e-3))
-        self.inp = torch.nn.Linear(mean.numel(), width)
-        self.blocks = torch.nn.ModuleList(torch.nn.Sequential(
-            torch.nn.LayerNorm(width), torch.nn.Linear(width, width), torch.nn.GELU(),
-            torch.nn.Dropout(0.1), torch.nn.Linear(width, width)) for _ in range(blocks))
-        self.out = torch.nn.Linear(width, 20 * 3)
+        self.branch = FrameBranch(mean.numel(), width, blocks, 0.1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 450) features -> (N, 20, 3) joints 1..20, metres."""
-        h = self.inp((x - self.mean) / self.std)
-        for block in self.blocks:
-            h = h + block(h)
-        return self.out(h).view(-1, 20, 3)
+        return self.branch((x - self.mean) / self.std)
 
 
 def main() -> None:
