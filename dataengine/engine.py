@@ -27,7 +27,8 @@ Output folder ``OUT`` (default ``~/.cache/blaze2cap/synth``):
 Resume: a clip is finished when its file exists; a restarted run skips finished clips (and
 re-adds a manifest line lost when a run was killed between the file and the line). One run
 at a time per folder.
-Frames: clip i shows TC frames ``start, start + step, ...`` (``step`` 1 or 2: 60 or 30 fps).
+Frames: clip i shows motion frames ``start, start + step, ...`` (about 60 or 30 fps: ``step``
+1 or 2 for the 60 fps TC sequences; BVH motion (:mod:`dataengine.motion`) at its own rate).
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ from engine.skeleton import EVAL_JOINT_INDICES, JOINT_INDEX
 
 from .bodies import STATURE_MEAN, STATURE_RANGE, STATURE_STD, BodyParams, PosedClip
 from .cameras import View, ViewConfig, random_view, tc_view
+from .motion import Motion, bvh_motion, bvh_names, file_digest, tc_motion
 from .render import Look, clothing_regions, sample_look
 
 log = logging.getLogger(__name__)
@@ -79,14 +81,19 @@ class SynthConfig:
     sequences: tuple[str, ...] | None = None   # motion sequences to draw from (None: all with
                                                # orientations)
     antialiasing: str = "OFF"              # Workbench render_aa: OFF, FXAA, 5, 8, 11, 16, 32
+    bvh: tuple[Path, ...] = ()             # BVH files whose motion joins the TC sequences
+                                           # (named ``bvh:<file stem>``)
 
     def settings(self) -> dict:
-        """What must match between runs into one folder."""
-        return {"engine_version": ENGINE_VERSION, "seed": self.seed,
-                "frames_per_clip": self.frames_per_clip, "view": asdict(self.view),
-                "step_30fps_fraction": self.step_30fps_fraction,
-                "sequences": list(self.sequences) if self.sequences else None,
-                "antialiasing": self.antialiasing}
+        """What must match between runs into one folder (BVH files by name and content)."""
+        out = {"engine_version": ENGINE_VERSION, "seed": self.seed,
+               "frames_per_clip": self.frames_per_clip, "view": asdict(self.view),
+               "step_30fps_fraction": self.step_30fps_fraction,
+               "sequences": list(self.sequences) if self.sequences else None,
+               "antialiasing": self.antialiasing}
+        if self.bvh:
+            out["bvh"] = {name: file_digest(p) for name, p in bvh_names(self.bvh).items()}
+        return out
 
 
 def clip_name(i: int) -> str:
@@ -108,18 +115,18 @@ class ClipMaker:
         self.tc = tc
         self.retarget = Retargeter()
         self.cameras = tc.load_cameras(cfg.totalcapture)
-        self.skeletons = tc.load_skeleton_offsets(cfg.totalcapture)
-        self.motions = motion_catalogue(cfg.totalcapture, cfg.sequences)
-        self._gt: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self.motions = motion_catalogue(cfg.totalcapture, cfg.sequences, cfg.bvh)
+        self._bvh = bvh_names(cfg.bvh)
+        self._loaded: Motion | None = None
         self._renderer = None
         self.backend: str | None = None   # what Blender renders with, known after a frame
 
-    def _motion(self, seq: str) -> tuple[np.ndarray, np.ndarray]:
-        if seq not in self._gt:
-            gt = self.tc.load_gt(self.cfg.totalcapture, seq)
-            # one sequence at a time: clips are drawn at random, memory stays small
-            self._gt = {seq: (self.tc.gt_rotations_world(gt), gt.positions.astype(np.float64))}
-        return self._gt[seq]
+    def _motion(self, name: str) -> Motion:
+        # one motion at a time: clips are drawn at random, memory stays small
+        if self._loaded is None or self._loaded.name != name:
+            self._loaded = (bvh_motion(self._bvh[name], name) if name in self._bvh
+                            else tc_motion(self.cfg.totalcapture, name))
+        return self._loaded
 
     def renderer(self):
         if self._renderer is None:
@@ -134,24 +141,27 @@ class ClipMaker:
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, index])
         names = sorted(self.motions)
-        lengths = np.array([self.motions[n] for n in names], dtype=np.float64)
-        step = 2 if rng.random() < cfg.step_30fps_fraction else 1
-        span = (cfg.frames_per_clip - 1) * step + 1
-        ok = lengths >= span
+        lengths = np.array([self.motions[n][0] for n in names], dtype=np.float64)
+        fps = np.array([self.motions[n][1] for n in names], dtype=np.float64)
+        coarse = rng.random() < cfg.step_30fps_fraction
+        # about 60 or 30 fps whatever the motion's rate (TC: every frame or every second one)
+        steps = np.maximum(1, np.round(fps / (30.0 if coarse else 60.0))).astype(int)
+        spans = (cfg.frames_per_clip - 1) * steps + 1
+        ok = lengths >= spans
         if not ok.any():
-            raise InputError(f"no motion sequence has {span} frames for {cfg.frames_per_clip} "
-                             f"frames per clip")
-        p = np.where(ok, lengths, 0.0)
-        seq = names[int(rng.choice(len(names), p=p / p.sum()))]
-        start = int(rng.integers(0, self.motions[seq] - span + 1))
+            raise InputError(f"no motion sequence has {int(spans.min())} frames for "
+                             f"{cfg.frames_per_clip} frames per clip")
+        p = np.where(ok, lengths * (60.0 / fps), 0.0)   # by duration
+        k = int(rng.choice(len(names), p=p / p.sum()))
+        seq, step, span = names[k], int(steps[k]), int(spans[k])
+        start = int(rng.integers(0, self.motions[seq][0] - span + 1))
         stature = float(np.clip(rng.normal(STATURE_MEAN, STATURE_STD), *STATURE_RANGE))
         body = self.retarget.with_stature(BodyParams.sample(rng), stature)
-        leg = self.skeletons[seq][[JOINT_INDEX["RightLeg"], JOINT_INDEX["RightFoot"]]]
-        tc_leg = float(np.linalg.norm(leg, axis=1).sum())
-        scale = self.retarget.leg_length(body) / tc_leg
-        rot_w, pos_w = self._motion(seq)
+        motion = self._motion(seq)
+        scale = self.retarget.leg_length(body) / motion.leg_length
         frames = np.arange(start, start + span, step)
-        posed = self.retarget.pose(body, rot_w[frames], pos_w[frames, 0], root_scale=scale)
+        posed = self.retarget.pose(body, motion.rotations[frames], motion.root[frames],
+                                   root_scale=scale)
         floor_z = float(np.percentile(posed.vertices[..., 2].min(axis=1), 2))
         height = float(np.percentile(posed.vertices[..., 2].max(axis=1) - floor_z, 90))
         view = None
@@ -174,7 +184,7 @@ class ClipMaker:
         entry = {
             "clip": index, "name": clip_name(index), "seed": cfg.seed,
             "engine_version": ENGINE_VERSION, "sequence": seq, "start": start, "step": step,
-            "frames": int(len(frames)), "fps": 60.0 / step, "body": body.to_dict(),
+            "frames": int(len(frames)), "fps": float(fps[k]) / step, "body": body.to_dict(),
             "stature_m": round(stature, 4),
             "root_scale": round(scale, 6), "floor_z": round(floor_z, 6),
             "camera": view.to_dict(), "look": look.to_dict(),
@@ -228,18 +238,27 @@ class ClipMaker:
         return {"entry": entry, "arrays": arrays}
 
 
-def motion_catalogue(tc_dir: Path, sequences: tuple[str, ...] | None = None) -> dict[str, int]:
-    """{sequence: frames} of the TC ground truth with orientations (the others are skipped:
-    a position-only retarget would invent the twists)."""
-    out = {}
+def motion_catalogue(tc_dir: Path, sequences: tuple[str, ...] | None = None,
+                     bvh: tuple[Path, ...] = ()) -> dict[str, tuple[int, float]]:
+    """{motion: (frames, fps)}: the TC ground truth with orientations (the others are
+    skipped: a position-only retarget would invent the twists) and the BVH files (read and
+    retargeted here, so a bad file stops the run before any work), ``sequences`` picking
+    among both."""
+    out: dict[str, tuple[int, float]] = {}
     for path in sorted((Path(tc_dir) / "gt").glob("*.npz")):
         if sequences is not None and path.stem not in sequences:
             continue
         with np.load(path, allow_pickle=False) as d:
             if "orientations" in d.files:
-                out[path.stem] = int(d["positions"].shape[0])
+                out[path.stem] = (int(d["positions"].shape[0]), 60.0)
+    for name, path in bvh_names(tuple(bvh)).items():
+        if sequences is not None and name not in sequences:
+            continue
+        m = bvh_motion(path, name)
+        out[name] = (m.frames, m.fps)
     if not out:
-        raise DatasetError(f"no ground-truth sequence with orientations in {Path(tc_dir) / 'gt'}")
+        raise DatasetError(f"no ground-truth sequence with orientations in {Path(tc_dir) / 'gt'}"
+                           + (" and no BVH motion" if bvh else ""))
     if sequences is not None and set(sequences) - set(out):
         raise DatasetError("unknown or orientation-less sequence(s): "
                            + ", ".join(sorted(set(sequences) - set(out))))
@@ -366,7 +385,7 @@ def generate(cfg: SynthConfig, out: Path, clips: int, workers: int = 1,
         raise InputError("clips, workers and frames per clip must be at least 1")
     out = Path(out)
     (out / CLIP_DIR).mkdir(parents=True, exist_ok=True)
-    motion_catalogue(cfg.totalcapture, cfg.sequences)  # fail early on bad data
+    motion_catalogue(cfg.totalcapture, cfg.sequences, cfg.bvh)  # fail early on bad data
     _check_settings(out, cfg)
     done = _sync_manifest(out)
     todo = [i for i in range(clips) if i not in done]

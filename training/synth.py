@@ -1,7 +1,7 @@
 """``blaze2cap synth --totalcapture DIR --out DIR``: the data engine (needs ``make synth-install``).
 
-Renders Anny bodies posed with the TotalCapture ground-truth motion (headless ``bpy``
-Workbench), runs BlazePose over every clip exactly as ``blaze2cap extract`` does and writes one
+Renders Anny bodies posed with ground-truth motion (the TotalCapture sequences and any
+``--bvh`` files, see ``dataengine.motion``) in headless ``bpy`` Workbench, runs BlazePose over every clip exactly as ``blaze2cap extract`` does and writes one
 file per clip plus ``manifest.jsonl`` (see ``dataengine.engine``). Deterministic from
 ``--seed``; a killed run continues where it stopped when started again with the same
 settings (``--clips`` may grow). Then ``blaze2cap prepare --totalcapture ... --engine DIR
@@ -43,7 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         choices=("OFF", "FXAA", "5", "8", "11", "16", "32"),
                         help="Workbench anti-aliasing (default OFF: 3x faster on CPU)")
     parser.add_argument("--sequences", type=_csv, default=None, metavar="SEQ,...",
-                        help="draw motion only from these ground-truth sequences")
+                        help="draw motion only from these sequences (TC names such as "
+                             "S1_acting1, or bvh:STEM for a --bvh file)")
+    parser.add_argument("--bvh", type=Path, nargs="+", default=(), metavar="FILE",
+                        help="BVH files whose motion joins the TotalCapture sequences "
+                             "(joints named like TotalCapture, Mixamo or CMU; any rest pose)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
                       frames_per_clip=args.frames_per_clip,
                       view=ViewConfig(size=args.size, tc_fraction=args.tc_fraction),
                       antialiasing=args.antialiasing,
-                      sequences=tuple(args.sequences) if args.sequences else None)
+                      sequences=tuple(args.sequences) if args.sequences else None,
+                      bvh=tuple(Path(p).resolve() for p in args.bvh))
     with tqdm(desc="synth", unit="clip", dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total
