@@ -33,7 +33,10 @@ checkpoints                             ``last.pt`` at every evaluation and on e
 fine-tuning                             ``init_from``: start from trained weights (.pt or
                                         .safetensors) and their input normalisation
 data sources                            ``ModelConfig.num_domains`` > 1: each window's
-                                        ``domain`` selects its source's vector
+                                        ``domain`` selects its source's vector;
+                                        ``engine_share``: every real window once per epoch
+                                        plus engine/synthetic ones making up that share
+                                        (:class:`ShareSampler`)
 resume                                  ``train(..., resume=True)``: model, optimizer,
                                         scheduler, scaler, step, epoch, batch within the
                                         epoch, RNG states; the loss curve continues
@@ -120,6 +123,9 @@ class TrainConfig:
     compile: bool = False              # torch.compile the model
     init_from: str | None = None       # start from these weights (.pt or .safetensors; their
                                        # input normalisation too) instead of random ones
+    engine_share: float | None = None  # share of each epoch's windows from the other data
+                                       # sources (engine, synthetic), the real windows all
+                                       # in once; None: as many as the data holds
     train_split: str = "train"         # splits of the prepared dataset
     val_split: str = "test"
 
@@ -143,6 +149,9 @@ class TrainConfig:
             raise InputError(f"train config min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
         if self.weight_decay < 0 or self.grad_clip < 0:
             raise InputError("train config weight_decay and grad_clip must be >= 0")
+        if self.engine_share is not None and not 0 < self.engine_share < 1:
+            raise InputError(f"train config engine_share must be in (0, 1) or null, "
+                             f"got {self.engine_share!r}")
         if not 0 <= self.ema_decay < 1:
             raise InputError(f"train config ema_decay must be in [0, 1), got {self.ema_decay!r}")
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
@@ -200,6 +209,53 @@ class ResumableSampler(DistributedSampler):
 
     def __len__(self) -> int:
         return max(0, self.num_samples - self.skip)
+
+
+def item_domains(dataset: Dataset) -> np.ndarray:
+    """(len(dataset),) int64 data source (``engine.data.DOMAINS`` index) of every item: a
+    WindowDataset's window -> entry -> domain, or a ``domains`` array with one per item."""
+    domains = getattr(dataset, "domains", None)
+    windows = getattr(dataset, "windows", None)
+    if domains is not None and windows is not None:
+        return np.asarray(domains, np.int64)[np.asarray(windows)[:, 0]]
+    if domains is not None and len(domains) == len(dataset):
+        return np.asarray(domains, np.int64)
+    raise InputError("engine_share needs a dataset that knows each window's data source")
+
+
+class ShareSampler(ResumableSampler):
+    """:class:`ResumableSampler` whose epoch holds every real window once plus other-source
+    windows (engine, synthetic) making up ``share`` of the epoch: drawn afresh each epoch
+    (without replacement while there are enough), shuffled together, from ``seed + epoch``,
+    so a resumed run sees the same epoch. Shards across ranks as DistributedSampler does."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, share: float):
+        super().__init__(dataset, num_replicas, rank, True, seed)
+        domains = item_domains(dataset)
+        self.real = np.flatnonzero(domains == 0)
+        self.other = np.flatnonzero(domains != 0)
+        if not len(self.real) or not len(self.other):
+            raise InputError(f"engine_share is set but the training data has "
+                             f"{len(self.real)} real and {len(self.other)} engine/synthetic "
+                             f"windows: it needs both")
+        self.share = share
+        self.n_other = max(1, int(round(len(self.real) * share / (1.0 - share))))
+        self.total_size = -(-(len(self.real) + self.n_other) // num_replicas) * num_replicas
+        self.num_samples = self.total_size // num_replicas
+
+    def epoch_indices(self) -> np.ndarray:
+        """All ranks' indices of the current epoch, before sharding (``total_size``)."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.n_other <= len(self.other):
+            other = rng.permutation(self.other)[:self.n_other]
+        else:
+            other = rng.choice(self.other, self.n_other, replace=True)
+        idx = rng.permutation(np.concatenate([self.real, other]))
+        return np.resize(idx, self.total_size)   # pads by repeating the start, as DDP does
+
+    def __iter__(self):
+        idx = self.epoch_indices()[self.rank:self.total_size:self.num_replicas]
+        return itertools.islice(iter(idx.tolist()), self.skip, None)
 
 
 class CudaPrefetcher:
@@ -477,7 +533,10 @@ class TrainingRecipe:
                 raise InputError(f"the {split} data has {DOMAINS[top]} entries (domain {top}) but "
                                  f"model.num_domains is {self.model_cfg.num_domains}; set "
                                  f"model.num_domains={top + 1}")
-        self.sampler = ResumableSampler(self.train_set, self.world, self.rank, True, cfg.seed)
+        self.sampler = (ResumableSampler(self.train_set, self.world, self.rank, True, cfg.seed)
+                        if cfg.engine_share is None else
+                        ShareSampler(self.train_set, self.world, self.rank, cfg.seed,
+                                     cfg.engine_share))
         workers = min(cfg.num_workers, max(0, available_cpus() // max(1, self.local_world)))
         self.loader_gen = torch.Generator()
         self.loader = DataLoader(self.train_set, batch_size=cfg.batch_size, sampler=self.sampler,

@@ -18,7 +18,8 @@ arm is evaluated unless ``--keep-data`` is given (about 1.6 GB per arm with all 
 The data-engine entries of the held-out motion are left out by ``prepare --engine`` itself.
 
 Which folds: every sequence with real BlazePose files in the TotalCapture folder (``--folds``
-picks some). The engine arm only changes the data; recipe, seed and steps are the same.
+picks some). The engine arm only changes the data; recipe, seed and steps are the same
+(``--set train.engine_share=S`` goes to the engine arm only).
 """
 from __future__ import annotations
 
@@ -83,6 +84,8 @@ def run_arm(args: argparse.Namespace, seq: str, arm: str) -> dict:
         if args.max_steps is not None:
             train += ["--max-steps", str(args.max_steps)]
         for kv in args.set or ():
+            if arm == "real" and kv.split("=", 1)[0].strip() == "train.engine_share":
+                continue  # the share of engine windows: the real arm has none
             train += ["--set", kv]
         _cli(train)
         _cli(["evaluate", "--checkpoint", str(run_dir / "best.pt"), "--data", str(data),

@@ -523,3 +523,46 @@ def test_cuda_fp16_amp_trains_and_resumes(tmp_path):
     out = run_quick(run, resume=True, device="cuda", amp=True, max_steps=8, eval_every=3)
     assert out["step"] == 8
     assert [int(r["step"]) for r in read_metrics(run)] == list(range(1, 9))
+
+
+def _domain_set(n_real: int, n_other: int) -> SynthDataset:
+    arrays = make_arrays(n_real + n_other)
+    ds = SynthDataset(arrays)
+    ds.domains = np.r_[np.zeros(n_real, np.int64), np.ones(n_other, np.int64)]
+    return ds
+
+
+def test_share_sampler_holds_every_real_window_once_and_the_share_of_the_others():
+    from engine.train import ShareSampler
+
+    ds = _domain_set(30, 200)
+    s = ShareSampler(ds, 1, 0, seed=3, share=0.25)
+    s.set_epoch(0)
+    first = list(s)
+    assert len(first) == len(s) == 40                    # 30 real / (1 - 0.25)
+    assert sorted(i for i in first if i < 30) == list(range(30))
+    others = [i for i in first if i >= 30]
+    assert len(others) == 10 and len(set(others)) == 10  # without replacement
+    assert first == list(ShareSampler(ds, 1, 0, seed=3, share=0.25))  # same epoch, same order
+    s.set_epoch(1)
+    assert set(list(s)) - set(range(30)) != set(others)  # other engine windows next epoch
+    s.skip = 7                                            # resume inside the epoch
+    assert list(s) == s.epoch_indices()[7:].tolist() and len(s) == 33
+    # two ranks: disjoint halves of one epoch
+    a, b = (ShareSampler(ds, 2, r, seed=3, share=0.25) for r in (0, 1))
+    assert sorted(list(a) + list(b)) == sorted(a.epoch_indices().tolist())
+    # more engine windows wanted than there are: drawn with replacement
+    few = ShareSampler(_domain_set(30, 4), 1, 0, seed=3, share=0.5)
+    assert len(few) == 60 and set(list(few)) - set(range(30)) <= set(range(30, 34))
+
+
+def test_engine_share_is_validated_and_needs_both_sources(tmp_path):
+    with pytest.raises(InputError, match="engine_share"):
+        TrainConfig(engine_share=1.0)
+    kw = {**QUICK, "epochs": 50, "max_steps": 2, "eval_every": 2, "engine_share": 0.3}
+    real_only = _domain_set(16, 0)
+    with pytest.raises(InputError, match="16 real and 0 engine"):
+        train(TrainConfig(**kw), TINY, LossConfig(), None, tmp_path / "run", train_set=real_only)
+    mixed = _domain_set(12, 20)
+    train(TrainConfig(**kw), TINY, LossConfig(), None, tmp_path / "ok", train_set=mixed)
+    assert load_checkpoint(tmp_path / "ok" / "last.pt")["step"] == 2

@@ -1,6 +1,7 @@
 """blaze2cap crossval: every fold holds out one whole motion, a finished fold is never redone,
 the table comes from the folds' evaluations, and bad options fail with one line."""
 import json
+import os
 
 import pytest
 
@@ -71,3 +72,27 @@ def test_bad_options_fail_with_one_line(totalcapture_dir, tmp_path, capsys, extr
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "cv" / "crossval.json").exists()
+
+
+def test_engine_share_goes_to_the_engine_arm_only(totalcapture_dir, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_cli(argv):
+        calls.append(argv)
+        if argv[0] == "evaluate":
+            path = argv[argv.index("--json") + 1]
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            m = {"mpjpe_mm": 1.0, "pa_mpjpe_mm": 1.0}
+            overall = {"frames": 10, "methods": {"model": m, "blazepose": m}}
+            with open(path, "w") as f:
+                json.dump({"subsets": {"tracked": {"overall": overall}}}, f)
+
+    monkeypatch.setattr(crossval, "_cli", fake_cli)
+    (tmp_path / "eng").mkdir()
+    assert main(_argv(totalcapture_dir, tmp_path / "cv", "--folds", "S1_freestyle1",
+                      "--engine", str(tmp_path / "eng"), "--set", "train.engine_share=0.25",
+                      "--set", "train.lr=0.001")) == 0
+    trains = {c[c.index("--out") + 1].split("/")[-2]: c for c in calls if c[0] == "train"}
+    assert set(trains) == {"real", "engine"}
+    assert "train.engine_share=0.25" in trains["engine"]
+    assert "train.engine_share=0.25" not in trains["real"] and "train.lr=0.001" in trains["real"]

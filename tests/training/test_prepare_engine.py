@@ -113,3 +113,20 @@ def test_bad_entry_weight_and_bad_engine_folder_are_refused(mixed, totalcapture_
                                 engine=tmp_path / "empty")
     with pytest.raises(DatasetError, match="no finished data-engine clips"):
         prepare.prepare_totalcapture(totalcapture_dir, tmp_path / "ds", cfg)
+
+
+def test_engine_share_samples_the_prepared_windows_by_their_source(mixed):
+    """``train.engine_share`` reads each window's source from the prepared dataset."""
+    from engine.train import ShareSampler, item_domains
+
+    out, _ = mixed
+    ds = D.WindowDataset(out, "train", window=16, hop=8)
+    dom = item_domains(ds)
+    engine_entries = {i for i, e in enumerate(ds.entries) if e["source_format"] == "dataengine"}
+    assert {int(e) in engine_entries for e in ds.windows[:, 0]} == {True, False}
+    assert ((dom == 1) == np.isin(ds.windows[:, 0], list(engine_entries))).all()
+    s = ShareSampler(ds, 1, 0, seed=0, share=0.2)
+    s.set_epoch(0)
+    picked = np.array(list(s))
+    share = np.isin(ds.windows[picked, 0], list(engine_entries)).mean()
+    assert share == pytest.approx(0.2, abs=0.02)

@@ -1,0 +1,142 @@
+"""Leave-one-sequence-out cross-validation of the per-frame branch alone: real vs real + engine.
+
+    .venv/bin/python scripts/crossval_probe.py --totalcapture ../shared/data/totalcapture \\
+        --engine ~/.cache/blaze2cap/synth --out runs/cv_probe [--steps 4000] [--folds SEQ,...]
+
+The cheap stand-in for ``blaze2cap crossval`` (about 7 minutes a fold on 2 CPU cores instead
+of about 3 hours): for every real BlazePose sequence held out (all its cameras), the
+``prepare`` command builds the fold's data with and without the data-engine clips, and the
+model's per-frame branch (``engine.model.FrameBranch`` on standardised features, as in
+``scripts/position_probe.py``, width 256, 2 blocks) is trained for a fixed number of steps of
+1024 clean training frames (same seed, same steps for both arms; engine frames are as likely
+as real ones, or ``--engine-share`` of every batch). On the held-out clean frames it prints MPJPE (mm, the protocol's 12 joints
+centred on the up-legs' midpoint) and PA-MPJPE (mm), per fold and as the mean over folds,
+and writes ``OUT/crossval_probe.{json,md}``. A fold whose result is in the JSON is skipped
+(resume by running the same command again).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from position_probe import FrameMLP, clean_frames  # noqa: E402
+
+from engine.atomic import write_json_atomic  # noqa: E402
+from engine.data import WindowDataset  # noqa: E402
+from engine.metrics import center_eval_joints, mpjpe, pa_mpjpe  # noqa: E402
+from training.cli import main as cli  # noqa: E402
+from training.crossval import fold_sequences  # noqa: E402
+
+
+def _engine_rows(ds: WindowDataset, rows: np.ndarray) -> np.ndarray:
+    """(N,) bool: which of the kept rows come from data-engine entries."""
+    entry = np.repeat(np.arange(len(ds.entries)), np.diff(ds.starts))[rows]
+    engine = np.array([e.get("source_format") == "dataengine" for e in ds.entries])
+    return engine[entry]
+
+
+def train_and_score(ds: Path, steps: int, seed: int = 0, engine_share: float | None = None) -> dict:
+    """Train the per-frame branch on ``ds``'s training split; score its test split. With
+    ``engine_share``, that share of every batch comes from the data-engine frames (else
+    every training frame is equally likely)."""
+    torch.manual_seed(seed)
+    train_set = WindowDataset(ds, "train")
+    tr = clean_frames(train_set)
+    te = clean_frames(WindowDataset(ds, "test"))
+    eng = torch.from_numpy(np.flatnonzero(_engine_rows(train_set, tr["rows"])))
+    real = torch.from_numpy(np.flatnonzero(~_engine_rows(train_set, tr["rows"])))
+    n_eng = 0 if engine_share is None or not len(eng) else int(round(1024 * engine_share))
+    net = FrameMLP(tr["features"].mean(0), tr["features"].std(0), 256, 2)
+    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
+    for step in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = 1e-3 * max(0.02, 1 - step / steps)
+        if n_eng:
+            idx = torch.cat([eng[torch.randint(0, len(eng), (n_eng,))],
+                             real[torch.randint(0, len(real), (1024 - n_eng,))]])
+        else:
+            idx = torch.randint(0, len(tr["features"]), (1024,))
+        loss = (net(tr["features"][idx]) - tr["joints"][idx, 1:]).norm(dim=-1).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    net.eval()
+    with torch.no_grad():
+        pred = torch.cat([net(te["features"][i:i + 8192])
+                          for i in range(0, len(te["features"]), 8192)])
+    pred = torch.cat([torch.zeros(len(pred), 1, 3), pred], 1).numpy()
+    gt = te["joints"].numpy()
+    p, g = center_eval_joints(pred), center_eval_joints(gt)
+    return {"frames": int(len(gt)), "train_frames": int(len(tr["joints"])),
+            "engine_train_frames": int(len(eng)),
+            "mpjpe_mm": float(mpjpe(p, g).mean()), "pa_mpjpe_mm": float(pa_mpjpe(p, g).mean())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--totalcapture", type=Path, required=True)
+    ap.add_argument("--engine", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--folds", default=None, help="held-out sequences (default: all)")
+    ap.add_argument("--engine-share", type=float, default=None,
+                    help="share of each batch drawn from the engine frames in the engine arm "
+                         "(default: as many as they are)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    folds = args.folds.split(",") if args.folds else fold_sequences(args.totalcapture)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "crossval_probe.json"
+    res = json.loads(path.read_text()) if path.is_file() else {}
+    for seq in folds:
+        for arm in ("real", "engine"):
+            if arm in res.get(seq, {}):
+                continue
+            ds = args.out / f"{seq}_{arm}"
+            shutil.rmtree(ds, ignore_errors=True)
+            prep = ["prepare", "--totalcapture", str(args.totalcapture), "--out", str(ds),
+                    "--val", seq]
+            if arm == "engine":
+                prep += ["--engine", str(args.engine)]
+            if cli(prep):
+                raise SystemExit(f"prepare failed for {seq} / {arm}")
+            t0 = time.time()
+            score = train_and_score(ds, args.steps,
+                                    engine_share=args.engine_share if arm == "engine" else None)
+            score["seconds"] = round(time.time() - t0, 1)
+            res.setdefault(seq, {})[arm] = score
+            write_json_atomic(path, res)
+            shutil.rmtree(ds, ignore_errors=True)
+            print(seq, arm, score, flush=True)
+    lines = ["| held-out sequence | test frames | real | real + engine | change |",
+             "|---|---|---|---|---|"]
+    mean = {a: {k: np.mean([res[s][a][k] for s in folds]) for k in ("mpjpe_mm", "pa_mpjpe_mm")}
+            for a in ("real", "engine")}
+
+    def row(name, frames, r, e):
+        ch = [100 * (e[k] - r[k]) / r[k] for k in ("mpjpe_mm", "pa_mpjpe_mm")]
+        return (f"| {name} | {frames} | {r['mpjpe_mm']:.1f} / {r['pa_mpjpe_mm']:.1f} | "
+                f"{e['mpjpe_mm']:.1f} / {e['pa_mpjpe_mm']:.1f} | {ch[0]:+.1f} % / {ch[1]:+.1f} % |")
+
+    for s in folds:
+        lines.append(row(s, res[s]["real"]["frames"], res[s]["real"], res[s]["engine"]))
+    lines.append(row("**mean over folds**", "", mean["real"], mean["engine"]))
+    share = ("" if args.engine_share is None
+             else f", {100 * args.engine_share:.0f} % of each batch from the engine clips")
+    lines += ["", f"MPJPE / PA-MPJPE in mm of the per-frame branch alone ({args.steps} steps of "
+              f"1024 frames{share}), clean frames of the held-out sequence."]
+    (args.out / "crossval_probe.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
