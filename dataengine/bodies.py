@@ -58,14 +58,14 @@ HEAD_BONES: dict[str, str] = {
 }
 #: Groups swung onto the TC rest direction: joint -> (joint whose head ends the direction,
 #: target direction in the TC body frame).
-_SWING: dict[str, tuple[str, tuple[float, float, float]]] = {
+LIMB_SWINGS: dict[str, tuple[str, tuple[float, float, float]]] = {
     **{f"{side}{a}": (f"{side}{b}", (sign, 0.0, 0.0)) for side, sign in (("Right", 1.0), ("Left", -1.0))
        for a, b in (("Shoulder", "Arm"), ("Arm", "ForeArm"), ("ForeArm", "Hand"))},
     **{f"{side}{a}": (f"{side}{b}", (0.0, 0.0, 1.0)) for side in ("Right", "Left")
        for a, b in (("UpLeg", "Leg"), ("Leg", "Foot"))},
 }
 #: Groups that reuse another group's swing.
-_SWING_LIKE = {"RightHand": "RightForeArm", "LeftHand": "LeftForeArm"}
+HAND_SWINGS = {"RightHand": "RightForeArm", "LeftHand": "LeftForeArm"}
 
 PHENOTYPES = ("gender", "age", "muscle", "weight", "height", "proportions")
 #: Sampling ranges of the phenotypes (Anny's [0, 1] scales; age kept to adults).
@@ -212,10 +212,10 @@ class Retargeter:
         heads = rest[:, :3, 3]
         jh = heads[self.head_index]                                   # (21, 3)
         swings = np.repeat(np.eye(3)[None], NUM_JOINTS, axis=0)
-        for j, (end, target) in _SWING.items():
+        for j, (end, target) in LIMB_SWINGS.items():
             ji, ei = JOINT_INDEX[j], JOINT_INDEX[end]
             swings[ji] = swing_rotation(jh[ei] - jh[ji], BODY_AXES @ np.asarray(target))
-        for j, like in _SWING_LIKE.items():
+        for j, like in HAND_SWINGS.items():
             swings[JOINT_INDEX[j]] = swings[JOINT_INDEX[like]]
         offsets = np.zeros((NUM_JOINTS, 3))
         for j in range(1, NUM_JOINTS):

@@ -23,7 +23,6 @@ shoulders may be missing (they then move with their TC parent), the Hips, Head a
 """
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,17 +30,10 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import DatasetError, InputError
+from engine.rotations import axis_angle_to_matrix
 from engine.skeleton import JOINT_INDEX, JOINT_NAMES, NUM_JOINTS, PARENTS
 
-#: TC rest direction (TC body frame: x right, y back, z down) of the bone from a joint to
-#: its child, for the groups that are swung; hands reuse the forearm's swing.
-LIMB_DIRECTIONS: dict[str, tuple[str, tuple[float, float, float]]] = {
-    **{f"{side}{a}": (f"{side}{b}", (sign, 0.0, 0.0)) for side, sign in (("Right", 1.0), ("Left", -1.0))
-       for a, b in (("Shoulder", "Arm"), ("Arm", "ForeArm"), ("ForeArm", "Hand"))},
-    **{f"{side}{a}": (f"{side}{b}", (0.0, 0.0, 1.0)) for side in ("Right", "Left")
-       for a, b in (("UpLeg", "Leg"), ("Leg", "Foot"))},
-}
-HAND_SWINGS = {"RightHand": "RightForeArm", "LeftHand": "LeftForeArm"}
+from .bodies import HAND_SWINGS, LIMB_SWINGS, swing_rotation
 #: TC joints that a BVH file may lack (they then follow their TC parent).
 OPTIONAL_JOINTS = ("Spine", "Spine1", "Spine2", "Spine3", "Neck", "RightShoulder", "LeftShoulder")
 
@@ -211,17 +203,6 @@ def read_bvh(path: Path) -> Bvh:
                frame_time)
 
 
-def _axis_rotations(axis: str, deg: np.ndarray) -> np.ndarray:
-    """(F, 3, 3) rotations about x, y or z by ``deg`` degrees."""
-    a = np.radians(deg)
-    c, s = np.cos(a), np.sin(a)
-    m = np.zeros((len(a), 3, 3))
-    i, j, k = {"x": (0, 1, 2), "y": (1, 2, 0), "z": (2, 0, 1)}[axis]
-    m[:, i, i] = 1.0
-    m[:, j, j], m[:, j, k], m[:, k, j], m[:, k, k] = c, -s, s, c
-    return m
-
-
 def bvh_globals(bvh: Bvh) -> tuple[np.ndarray, np.ndarray]:
     """Global rotations (F, J, 3, 3) and positions (F, J, 3) of every joint (BVH world, file
     unit; the rotations are identity in the rest pose). Rotation channels compose in file order (``Zrotation
@@ -235,7 +216,8 @@ def bvh_globals(bvh: Bvh) -> tuple[np.ndarray, np.ndarray]:
         for ch in bvh.channels[j]:
             kind = ch.lower()
             if kind.endswith("rotation"):
-                local = local @ _axis_rotations(kind[0], bvh.motion[:, col])
+                axis = np.eye(3)["xyz".index(kind[0])]
+                local = local @ axis_angle_to_matrix(np.radians(bvh.motion[:, col])[:, None] * axis)
             elif j == 0:
                 root[:, "xyz".index(kind[0])] = bvh.offsets[0]["xyz".index(kind[0])] + bvh.motion[:, col]
             col += 1
@@ -268,20 +250,6 @@ def map_joints(names: list[str]) -> dict[str, int]:
     return out
 
 
-def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(3, 3) smallest rotation taking direction a onto direction b (any axis when opposite)."""
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    v, c = np.cross(a, b), float(a @ b)
-    if c < -0.999999:
-        axis = np.cross(a, [1.0, 0.0, 0.0])
-        if np.linalg.norm(axis) < 1e-6:
-            axis = np.cross(a, [0.0, 1.0, 0.0])
-        axis /= np.linalg.norm(axis)
-        return 2.0 * np.outer(axis, axis) - np.eye(3)
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + k + k @ k / (1.0 + c)
-
-
 def bvh_motion(path: Path, name: str | None = None) -> Motion:
     """A BVH file as a :class:`Motion` (TC global rotations, Hips path centred on the TC
     origin in the ground plane)."""
@@ -306,12 +274,16 @@ def bvh_motion(path: Path, name: str | None = None) -> Motion:
     body = np.stack([right, back, -up], axis=1)             # B: TC body axes -> BVH world
     world = np.stack([right, up, np.cross(right, up)])      # W: BVH world -> TC world (y up)
     swings = np.repeat(np.eye(3)[None], NUM_JOINTS, axis=0)
-    for j, (end, direction) in LIMB_DIRECTIONS.items():
+    for j, (end, direction) in LIMB_SWINGS.items():
         if j in joints and end in joints:
             rest_dir = h[end] - h[j]
             if np.linalg.norm(rest_dir) < 1e-9:
                 raise InputError(f"{path}: {j} and {end} sit at the same place in the rest pose")
-            swings[JOINT_INDEX[j]] = _swing(body @ np.asarray(direction), rest_dir)
+            try:
+                swings[JOINT_INDEX[j]] = swing_rotation(body @ np.asarray(direction), rest_dir)
+            except ValueError:
+                raise InputError(f"{path}: {j} points the wrong way in the rest pose "
+                                 f"(left and right swapped?)") from None
     for j, like in HAND_SWINGS.items():
         swings[JOINT_INDEX[j]] = swings[JOINT_INDEX[like]]
     rot = np.zeros((len(glob), NUM_JOINTS, 3, 3))
@@ -344,14 +316,12 @@ def tc_motion(tc_dir: Path, sequence: str) -> Motion:
 
 def file_digest(path: Path) -> str:
     """sha256 of a file (the settings of a run name its BVH files by content)."""
-    h = hashlib.sha256()
+    from capture.samples import file_sha256
+
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return file_sha256(path)
     except OSError as err:
         raise InputError(f"cannot read {path}: {err}") from err
-    return h.hexdigest()
 
 
 def bvh_names(paths: tuple[Path, ...]) -> dict[str, Path]:

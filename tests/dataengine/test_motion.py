@@ -26,9 +26,9 @@ def _euler_zxy(m: np.ndarray) -> np.ndarray:
 
 
 def _swing(a, b):
-    from dataengine.motion import _swing
+    from dataengine.bodies import swing_rotation
 
-    return _swing(a, b)
+    return swing_rotation(a, b)
 
 
 def write_bvh(path: Path, glob_tc: np.ndarray, root_tc: np.ndarray, offsets_tc: np.ndarray,
@@ -36,13 +36,13 @@ def write_bvh(path: Path, glob_tc: np.ndarray, root_tc: np.ndarray, offsets_tc: 
     """Write TC motion (global rotations (F, 21, 3, 3), Hips path (F, 3), offsets (21, 3),
     metres) as a BVH file in a Y-up world where the body faces +Z at rest, arms lowered by
     ``a_pose_deg`` in the rest pose, lengths times ``unit``. Returns W0 (TC world -> BVH world)."""
-    from dataengine.motion import HAND_SWINGS, LIMB_DIRECTIONS
+    from dataengine.bodies import HAND_SWINGS, LIMB_SWINGS
 
     body = np.array([[-1.0, 0, 0], [0, 0, -1.0], [0, -1.0, 0]]).T   # TC body axes -> BVH world
     c, s = np.cos(np.radians(35)), np.sin(np.radians(35))
     w0 = np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]])               # TC world -> BVH world
     swings = np.repeat(np.eye(3)[None], NUM_JOINTS, axis=0)
-    for j, (end, d) in LIMB_DIRECTIONS.items():
+    for j, (end, d) in LIMB_SWINGS.items():
         if "Arm" in j or "ForeArm" in j:
             sign = 1.0 if j.startswith("Right") else -1.0
             a = np.radians(a_pose_deg)
