@@ -205,8 +205,9 @@ def read_bvh(path: Path) -> Bvh:
 
 def bvh_globals(bvh: Bvh) -> tuple[np.ndarray, np.ndarray]:
     """Global rotations (F, J, 3, 3) and positions (F, J, 3) of every joint (BVH world, file
-    unit; the rotations are identity in the rest pose). Rotation channels compose in file order (``Zrotation
-    Xrotation Yrotation`` is ``Rz @ Rx @ Ry``), as Blender and MotionBuilder read them."""
+    unit; the rotations are identity in the rest pose). Rotation channels compose in file
+    order (``Zrotation Xrotation Yrotation`` is ``Rz @ Rx @ Ry``), as Blender and
+    MotionBuilder read them; root position channels add to the root's offset."""
     f, n = len(bvh.motion), len(bvh.names)
     glob = np.zeros((f, n, 3, 3))
     root = np.repeat(bvh.offsets[0][None], f, axis=0).copy()
@@ -214,12 +215,12 @@ def bvh_globals(bvh: Bvh) -> tuple[np.ndarray, np.ndarray]:
     for j in range(n):
         local = np.repeat(np.eye(3)[None], f, axis=0)
         for ch in bvh.channels[j]:
-            kind = ch.lower()
+            kind, axis = ch.lower(), "xyz".index(ch[0].lower())
             if kind.endswith("rotation"):
-                axis = np.eye(3)["xyz".index(kind[0])]
-                local = local @ axis_angle_to_matrix(np.radians(bvh.motion[:, col])[:, None] * axis)
+                angle = np.radians(bvh.motion[:, col])[:, None] * np.eye(3)[axis]
+                local = local @ axis_angle_to_matrix(angle)
             elif j == 0:
-                root[:, "xyz".index(kind[0])] = bvh.offsets[0]["xyz".index(kind[0])] + bvh.motion[:, col]
+                root[:, axis] = bvh.offsets[0][axis] + bvh.motion[:, col]
             col += 1
         p = bvh.parents[j]
         glob[:, j] = local if p < 0 else glob[:, p] @ local

@@ -9,9 +9,9 @@ of about 3 hours): for every real BlazePose sequence held out (all its cameras),
 model's per-frame branch (``engine.model.FrameBranch`` on standardised features, as in
 ``scripts/position_probe.py``, width 256, 2 blocks) is trained for a fixed number of steps of
 1024 clean training frames (same seed, same steps for both arms; engine frames are as likely
-as real ones, or ``--engine-share`` of every batch). On the held-out clean frames it prints MPJPE (mm, the protocol's 12 joints
-centred on the up-legs' midpoint) and PA-MPJPE (mm), per fold and as the mean over folds,
-and writes ``OUT/crossval_probe.{json,md}``. A fold whose result is in the JSON is skipped
+as real ones, or ``--engine-share`` of every batch). On the held-out clean frames it prints
+MPJPE (mm, the protocol's 12 joints centred on the up-legs' midpoint) and PA-MPJPE (mm), per
+fold and as the mean over folds, and writes ``OUT/crossval_probe.{json,md}``. A fold whose result is in the JSON is skipped
 (resume by running the same command again).
 """
 from __future__ import annotations

@@ -190,7 +190,8 @@ def test_the_products_own_bvh_export_is_read(tmp_path):
     n = 3 + 3 * (NUM_JOINTS + 1)
     rows = np.zeros((3, n))
     rows[:, 0] = [0.0, 1.0, 2.0]                       # walks along x
-    lines += ["MOTION", "Frames: 3", "Frame Time: 0.0333333"] + [" ".join(map(str, r)) for r in rows]
+    lines += ["MOTION", "Frames: 3", "Frame Time: 0.0333333"]
+    lines += [" ".join(map(str, r)) for r in rows]
     (tmp_path / "clip.bvh").write_text("\n".join(lines) + "\n")
     assert set(map_joints(read_bvh(tmp_path / "clip.bvh").names)) == set(JOINT_NAMES)
     m = bvh_motion(tmp_path / "clip.bvh")
