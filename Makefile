@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
+$(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml capture/models.py
 	@$(PYTHON) -c "import sys; sys.exit(sys.version_info[:2] != (3, 11))" || { echo "Python 3.11 is needed (found $(PYTHON)): run make PYTHON=/path/to/python3.11"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade "pip>=23"
@@ -16,6 +16,9 @@ $(STAMP): requirements/base.txt requirements/dev.txt pyproject.toml
 	$(BIN)/python -m pip install -q "torch==2.13.0"
 	$(BIN)/python -m pip install -q -c requirements/base.txt -r requirements/dev.txt
 	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	# BlazePose heavy (the model of the training landmarks): pinned npm archive, checksummed,
+	# so mediapipe never downloads at run time. Offline: --from a local copy of the archive.
+	$(BIN)/python -m capture.models install heavy
 	touch $@
 
 # Optional data engine (blaze2cap synth): anny and its dependencies, pinned; torch/numpy unchanged.

@@ -64,6 +64,7 @@ class AnimateSettings:
     smoothing: float = 0.0               # Gaussian sigma in frames on the keys
     backend: str = "auto"                # engine backend: auto / torch / numpy
     reuse_landmarks: bool = False        # skip BlazePose when landmarks_path and its sidecar exist
+    pose_model: str = "heavy"            # BlazePose model (capture.blazepose.PoseConfig.model)
 
 
 @dataclass(frozen=True)
@@ -81,11 +82,14 @@ class AnimateResult:
     joints: np.ndarray = field(repr=False)      # (F, 21, 3) camera frame, Hips-relative
 
 
-def landmarks_cache_path(folder: Path, video: Path, start: int, end: int | None) -> Path:
-    """Landmarks file for one video (path, size, modification time) and frame range: a re-run
-    with other settings (smoothing, root motion, redo) reuses it instead of re-tracking."""
+def landmarks_cache_path(folder: Path, video: Path, start: int, end: int | None,
+                         pose_model: str = "heavy") -> Path:
+    """Landmarks file for one video (path, size, modification time), frame range and BlazePose
+    model: a re-run with other settings (smoothing, root motion, redo) reuses it instead of
+    re-tracking."""
     stat = Path(video).stat()
-    key = f"{Path(video).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{start}|{end}"
+    key = (f"{Path(video).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{start}|{end}"
+           f"|{pose_model}")
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     return Path(folder) / f"{Path(video).stem}-{digest}.landmarks.npy"
 
@@ -118,6 +122,11 @@ def check_settings(settings: AnimateSettings) -> None:
             raise CheckpointError("the shipped weights are missing "
                                   f"({DEFAULT_WEIGHTS.name}); choose a checkpoint (blaze2cap animate "
                                   "--checkpoint, or the add-on preferences)")
+    if not settings.reuse_landmarks or not Path(settings.landmarks_path).is_file():
+        from capture.blazepose import PoseConfig
+        from capture.models import require_pose_model
+
+        require_pose_model(PoseConfig(model=settings.pose_model).model)
     if settings.start < 0 or (settings.end is not None and settings.end <= settings.start):
         raise InputError(f"invalid frame range {settings.start}..{settings.end}: the end must "
                          "come after the start")
@@ -287,7 +296,7 @@ def _extract_and_feed(settings: AnimateSettings, engine: EngineThread, report: P
     """BlazePose over the video's frame range (``capture.blazepose.extract_landmarks``: rows
     streamed to ``settings.landmarks_path`` + sidecar), each row also fed to the engine,
     ``ENGINE_CHUNK`` at a time, while BlazePose works. Returns the ``ExtractResult``."""
-    from capture.blazepose import ExtractionCancelled, extract_landmarks
+    from capture.blazepose import ExtractionCancelled, PoseConfig, extract_landmarks
     from capture.video import check_frame_range, probe_video
 
     info = probe_video(settings.video)
@@ -311,7 +320,7 @@ def _extract_and_feed(settings: AnimateSettings, engine: EngineThread, report: P
 
     try:
         result = extract_landmarks(info, settings.landmarks_path, start, end, cancel=cancel,
-                                   on_row=on_row)
+                                   on_row=on_row, config=PoseConfig(model=settings.pose_model))
     except ExtractionCancelled:
         raise JobCancelled("cancelled; the scene was not changed") from None
     if rows:

@@ -17,11 +17,12 @@ from engine.errors import Blaze2CapError
 
 from . import exporters, preferences, scene
 from .job import AnimateJob, AnimateSettings, JobState, check_settings, landmarks_cache_path
-from .properties import LIVE_SOURCE_ITEMS, TARGET_ITEMS
+from .properties import LIVE_SOURCE_ITEMS, POSE_MODEL_ITEMS, TARGET_ITEMS
 
 TIMER_S = 0.1
 LIVE_TIMER_S = 1 / 60  # the Live timer: the newest pose reaches the viewport at up to 60 Hz
-_SETTING_NAMES = ("video", "frame_start", "frame_end", "target", "use_root_motion", "smoothing")
+_SETTING_NAMES = ("video", "frame_start", "frame_end", "target", "use_root_motion", "smoothing",
+                  "pose_model")
 
 
 def _set_or_panel(op, context, names: dict) -> dict:
@@ -49,11 +50,14 @@ def job_settings(context, values: dict, checkpoint: str = "") -> AnimateSettings
     settings = AnimateSettings(
         video=video, landmarks_path=Path("unused.npy"), checkpoint=weights, start=start,
         end=end, root_motion=values["use_root_motion"], smoothing=values["smoothing"],
-        reuse_landmarks=True)
-    check_settings(settings)
+        reuse_landmarks=True, pose_model=values["pose_model"].lower())
     folder = preferences.user_dir() / "landmarks"
     folder.mkdir(parents=True, exist_ok=True)
-    return replace(settings, landmarks_path=landmarks_cache_path(folder, video, start, end))
+    if video.is_file():
+        settings = replace(settings, landmarks_path=landmarks_cache_path(
+            folder, video, start, end, settings.pose_model))
+    check_settings(settings)
+    return settings
 
 
 def target_armature(context, target: str):
@@ -111,6 +115,8 @@ class B2C_OT_animate_from_video(bpy.types.Operator):
                                   description="Move the Root bone along the person's path")
     smoothing: FloatProperty(name="Smoothing", min=0.0, soft_max=5.0, default=0.0,
                              description="Gaussian smoothing of the keys, in frames")
+    pose_model: EnumProperty(name="Tracker", items=POSE_MODEL_ITEMS, default='HEAVY',
+                             description="BlazePose model that tracks the video")
     checkpoint: StringProperty(name="Checkpoint", subtype='FILE_PATH', default="",
                                options={'HIDDEN', 'SKIP_SAVE'},
                                description="Engine weights for this run (default: the "

@@ -28,6 +28,7 @@ class B2C_PT_main(bpy.types.Panel):
         col.prop(settings, "target")
         col.prop(settings, "use_root_motion")
         col.prop(settings, "smoothing")
+        col.prop(settings, "pose_model")
 
         if progress.running:
             layout.progress(factor=progress.fraction, type='BAR',

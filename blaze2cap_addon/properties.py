@@ -12,6 +12,13 @@ TARGET_ITEMS = (
 )
 
 
+POSE_MODEL_ITEMS = (
+    ('HEAVY', "Heavy", "BlazePose heavy: the model the engine was trained on, more accurate, "
+                       "about half the speed of Full"),
+    ('FULL', "Full", "BlazePose full: about twice as fast, less accurate (Live always uses it)"),
+)
+
+
 LIVE_SOURCE_ITEMS = (
     ('CAMERA', "Camera", "A webcam"),
     ('VIDEO', "Video", "The video file above, played as a live source at its frame rate"),
@@ -36,6 +43,8 @@ class B2C_Settings(bpy.types.PropertyGroup):
                     "the origin, height is kept)")
     smoothing: FloatProperty(name="Smoothing", min=0.0, soft_max=5.0, default=0.0,
                              description="Gaussian smoothing of the keys, in frames (0 = off)")
+    pose_model: EnumProperty(name="Tracker", description="BlazePose model that tracks the video",
+                             items=POSE_MODEL_ITEMS, default='HEAVY')
     live_source: EnumProperty(name="Source", description="What drives the armature live",
                               items=LIVE_SOURCE_ITEMS, default='CAMERA')
     live_camera: IntProperty(name="Camera", description="Webcam index (0 = the first)",

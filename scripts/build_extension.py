@@ -8,7 +8,9 @@ Steps:
    files are listed in the manifest's ``wheels`` (``--write-manifest`` rewrites that list
    after changing a pin).
 2. Build a pure-Python wheel of our own ``engine`` and ``capture`` packages (with the shipped
-   weights ``engine/weights/*`` when present), reproducibly (sorted, fixed timestamps).
+   weights ``engine/weights/*`` when present, and BlazePose's heavy model, which the
+   mediapipe wheel lacks, from this environment's checked install: ``capture.models``),
+   reproducibly (sorted, fixed timestamps).
 3. Stage the add-on: ``blaze2cap_addon``'s modules at the extension root, the manifest and
    ``wheels/``; validate it and run Blender's ``blender_ext.py build --split-platforms``.
 
@@ -196,6 +198,13 @@ def build_own_wheel(out_dir: Path) -> Path:
             if (path.is_file() and "__pycache__" not in rel and rel not in OWN_EXCLUDE
                     and (path.suffix == ".py" or rel.startswith("engine/weights/"))):
                 files.append((rel, path.read_bytes()))
+    from capture.models import BUNDLE_DIR, ModelMissingError, require_pose_model
+
+    try:
+        model = require_pose_model("heavy")
+    except ModelMissingError as err:
+        raise SystemExit(f"the extension bundles BlazePose heavy: {err}") from None
+    files.append((f"capture/{BUNDLE_DIR}/{model.name}", model.read_bytes()))
     weights = [f for f, _ in files if f.startswith("engine/weights/")]
     log(f"own wheel: {len(files)} files, weights: {', '.join(weights) or 'none (not trained yet)'}")
     files.append((f"{dist_info}/METADATA", (

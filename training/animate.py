@@ -36,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the hips above the origin (height kept, no travel)")
     parser.add_argument("--smoothing", type=float, default=0.0,
                         help="Gaussian smoothing of the keys, sigma in frames (default 0 = off)")
+    parser.add_argument("--pose-model", default="heavy", choices=("heavy", "full"),
+                        help="BlazePose model (default heavy: the model the engine was trained "
+                             "on; full: about twice as fast, less accurate)")
     # Benchmarks and tests: (F, 33, 10) landmarks with their .json sidecar instead of BlazePose.
     parser.add_argument("--landmarks", type=Path, default=None, help=argparse.SUPPRESS)
 
@@ -45,13 +48,14 @@ def animate(video: str | Path, bvh: str | Path | None = None, fbx: str | Path | 
             checkpoint: str | Path | None = None, start: int = 0, end: int | None = None,
             root_motion: bool = True, smoothing: float = 0.0,
             progress: Callable[[float, str], None] | None = None,
-            landmarks: str | Path | None = None) -> dict:
+            landmarks: str | Path | None = None, pose_model: str = "heavy") -> dict:
     """Video -> animated armature; returns a summary dict (armature, frames, detected, fps,
     start, camera tilt in degrees, the files written).
 
     ``progress(fraction, message)`` is called as the stages advance. ``landmarks``: an
     (F, 33, 10) .npy with its sidecar (as ``blaze2cap extract`` writes) used instead of
-    running BlazePose (the video then only names the armature). Raises
+    running BlazePose (the video then only names the armature). ``pose_model``: BlazePose
+    model ("heavy" or "full", see ``capture.blazepose``). Raises
     ``engine.errors.Blaze2CapError`` subclasses (one sentence) for bad input, missing
     weights, an unreadable video or one without a person.
     """
@@ -80,7 +84,7 @@ def animate(video: str | Path, bvh: str | Path | None = None, fbx: str | Path | 
             video=video, landmarks_path=Path(landmarks or Path(tmp) / "landmarks.npy"),
             checkpoint=Path(checkpoint) if checkpoint is not None else None, start=start,
             end=end, root_motion=root_motion, smoothing=smoothing,
-            reuse_landmarks=landmarks is not None)
+            reuse_landmarks=landmarks is not None, pose_model=pose_model)
         if landmarks is None:  # a bad video or frame range: one line, before any progress
             check_settings(settings)
             check_frame_range(probe_video(video), start, end)
@@ -170,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
                           preview=args.preview, checkpoint=args.checkpoint, start=args.start,
                           end=args.end, root_motion=args.root_motion,
                           smoothing=args.smoothing, progress=progress,
-                          landmarks=args.landmarks)
+                          landmarks=args.landmarks, pose_model=args.pose_model)
     finally:
         if bar is not None:
             bar.close()

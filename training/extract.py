@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-side", type=int, default=PoseConfig.max_side,
                         help="downscale frames so their longer side is at most this many "
                              "pixels before BlazePose (default %(default)s)")
+    parser.add_argument("--model", default=PoseConfig.model, choices=("full", "heavy"),
+                        help="BlazePose landmark model (default %(default)s; heavy: slower, the "
+                             "model of the training landmarks, installed by make install)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     # Bad input fails here, in one line, before the progress bar shows.
     info = probe_video(args.video)
     check_frame_range(info, args.start, args.end)
-    config = PoseConfig(max_side=args.max_side)
+    config = PoseConfig(max_side=args.max_side, model=args.model)
     out = check_output_path(args.out if args.out is not None else default_output_path(info.path))
     with tqdm(desc="BlazePose", unit="frame", dynamic_ncols=True) as bar:
         def progress(done: int, total: int | None) -> None:

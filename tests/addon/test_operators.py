@@ -142,10 +142,22 @@ def test_operator_animates_a_real_video(context, sports2d_video, tiny_checkpoint
                                           target='SELECTED', frame_end=10,
                                           use_root_motion=False) == {'FINISHED'}
     assert [p.stat().st_mtime_ns for p in cached] == stamps
+    from capture.blazepose import read_sidecar
+
+    assert {read_sidecar(p)["pose_config"]["model"] for p in cached} == {"heavy"}  # the default
+    # The Full tracker is another extraction, kept beside the heavy one.
+    assert bpy.ops.b2c.animate_from_video('EXEC_DEFAULT', checkpoint=str(tiny_checkpoint),
+                                          target='SELECTED', frame_end=10,
+                                          pose_model='FULL') == {'FINISHED'}
+    models = sorted(read_sidecar(p)["pose_config"]["model"]
+                    for p in (tmp_path / "landmarks").glob("*.landmarks.npy"))
+    assert models == ["full", "heavy", "heavy"]
+    assert bpy.ops.b2c.animate_from_video('EXEC_DEFAULT', checkpoint=str(tiny_checkpoint),
+                                          target='SELECTED', frame_end=10,
+                                          use_root_motion=False) == {'FINISHED'}
     for frame in (1, 10):  # no root motion: the Root bone stays on the origin
         assert np.abs(read_pose(obj, frame)[0, :2, 3]).max() < 1e-6
-    # The keyed pose is the engine's output (this run: no smoothing).
-    from capture.blazepose import read_sidecar
+    # The keyed pose is the engine's output (this run: no smoothing, the heavy landmarks).
     from engine.inference import Predictor
 
     landmarks = next(p for p in cached if read_sidecar(p)["frames"] == 10)

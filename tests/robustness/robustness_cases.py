@@ -117,6 +117,13 @@ CASES_LIST: list[Case] = [
          _V, 2, "start frame 500 is past the end of {name} (4 frames)",
          "start frame 500 is past the end of {name} (4 frames)",
          (f"{VIDEOS}::test_bad_video_gives_one_sentence",)),
+    Case("video-model-missing", "Videos",
+         "BlazePose's heavy model deleted from mediapipe's folder (or replaced by other bytes)",
+         _V, 2, "the BlazePose heavy model is not installed (pose_landmark_heavy.tflite): run "
+                "`python -m capture.models install heavy` once (make install does)",
+         "the BlazePose heavy model is not installed (pose_landmark_heavy.tflite): run "
+         "`python -m capture.models install heavy` once (make install does)",
+         (f"{VIDEOS}::test_missing_pose_model_gives_one_sentence",)),
     Case("video-midway", "Videos", "truncated in the middle (5 of 230 frames left)", _V, 0,
          "exit 0: landmarks of the frames that decode (5); warning `NAME ended after 5 frames "
          "although it reports 230: the file may be truncated`", "",

@@ -52,6 +52,35 @@ def test_bad_video_gives_one_sentence(key, bad_video, tiny_weights, tmp_path, ca
         assert snapshot() == before
 
 
+def test_missing_pose_model_gives_one_sentence(bad_video, tiny_weights, tmp_path, capsys,
+                                               monkeypatch, request):
+    """No download is attempted: mediapipe is never started without the pinned model."""
+    from capture import models
+
+    case, video = CASES["video-model-missing"], bad_video("two_people.mp4")
+    folder = tmp_path / "modules"
+    folder.mkdir()
+    monkeypatch.setattr(models, "model_dir", lambda: folder)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert cli_error(capsys, "extract", video, "--out", out / "lm.npy") == \
+        case.cli_line("extract")
+    (folder / "pose_landmark_heavy.tflite").write_bytes(b"not the model")
+    assert "checksum differs" in cli_error(capsys, "extract", video, "--out", out / "lm.npy")
+    (folder / "pose_landmark_heavy.tflite").unlink()
+    assert list(out.iterdir()) == []
+    if HAS_BPY:
+        assert cli_error(capsys, "animate", video, "--checkpoint", tiny_weights,
+                         "--bvh", out / "x.bvh") == \
+            f"blaze2cap animate: error: {case.blender_message()}"
+        assert list(out.iterdir()) == []
+        bpy = request.getfixturevalue("blender")
+        snapshot = request.getfixturevalue("scene")
+        before = snapshot()
+        assert blender_error(bpy, video, tiny_weights) == case.blender_message()
+        assert snapshot() == before
+
+
 def test_truncated_midway_gives_the_decodable_frames(bad_video, tmp_path, capsys, caplog):
     assert CASES["video-midway"].code == 0
     video = bad_video("midway.mp4")
@@ -67,8 +96,11 @@ def test_truncated_midway_gives_the_decodable_frames(bad_video, tmp_path, capsys
 
 def test_person_leaves_and_reenters(bad_video, tiny_weights, tmp_path, capsys):
     assert CASES["video-reenter"].code == 0
+    # the full model: the heavy one misses the people in the first frames of these 640 x 360
+    # clips (over the whole Sports2D video it finds more: 225 of 230 frames against 222);
+    # which model finds whom is not what these tests are about
     code, out, _ = run_cli(capsys, "extract", bad_video("reenter.mp4"), "--out",
-                           tmp_path / "lm.npy")
+                           tmp_path / "lm.npy", "--model", "full")
     assert code == 0
     lm = np.load(tmp_path / "lm.npy")
     detected = lm.any(axis=(1, 2))
@@ -88,7 +120,7 @@ def test_person_leaves_and_reenters(bad_video, tiny_weights, tmp_path, capsys):
 def test_two_people_give_one_pose_per_frame(bad_video, tmp_path, capsys):
     assert CASES["video-two-people"].code == 0
     code, out, _ = run_cli(capsys, "extract", bad_video("two_people.mp4"), "--out",
-                           tmp_path / "lm.npy")
+                           tmp_path / "lm.npy", "--model", "full")  # see the test above
     lm = np.load(tmp_path / "lm.npy")
     assert code == 0 and lm.shape == (4, 33, 10) and lm.any(axis=(1, 2)).all()
     assert (lm[1:, 0, 4] == 1).all()  # one track, never re-detected (which could switch)
@@ -132,7 +164,8 @@ def test_absurd_frame_rate_falls_back_to_30(bad_video, tmp_path, capsys, caplog)
     assert CASES["video-fps"].code == 0
     video = bad_video("absurd_fps.mp4")
     with caplog.at_level(logging.WARNING):
-        code, out, _ = run_cli(capsys, "extract", video, "--out", tmp_path / "lm.npy")
+        code, out, _ = run_cli(capsys, "extract", video, "--out", tmp_path / "lm.npy",
+                               "--model", "full")  # the small first frames: see above
     side = json.loads((tmp_path / "lm.npy.json").read_text())
     assert code == 0 and side["fps"] == 30.0 and side["fps_is_default"] is True
     assert side["fps_reported"] == pytest.approx(2194.29, abs=0.01)
