@@ -8,8 +8,8 @@ Output folder ``OUT`` (default ``~/.cache/blaze2cap/synth``):
 
   ==============  =======================  =================================================
   ``landmarks``   (K, 33, 10) float32      BlazePose exactly as ``blaze2cap extract`` writes
-                                           them (``capture.blazepose.PoseTracker``: full
-                                           model, video mode, smoothing on)
+                                           them (``capture.blazepose.PoseTracker``: the
+                                           run's ``pose_model``, video mode, smoothing on)
   ``positions``   (K, 21, 3) float32       TC joints of the rendered body, camera frame
                                            (x right, y down, z forward), metres
   ``rotations``   (K, 21, 3, 3) float32    TC global rotations (bone-local -> camera)
@@ -83,6 +83,8 @@ class SynthConfig:
     antialiasing: str = "OFF"              # Workbench render_aa: OFF, FXAA, 5, 8, 11, 16, 32
     bvh: tuple[Path, ...] = ()             # BVH files whose motion joins the TC sequences
                                            # (named ``bvh:<file stem>``)
+    pose_model: str = "heavy"              # BlazePose model (capture.blazepose.PoseConfig.model):
+                                           # heavy = the real pairs' model and extract's default
 
     def settings(self) -> dict:
         """What must match between runs into one folder (BVH files by name and content)."""
@@ -90,7 +92,7 @@ class SynthConfig:
                "frames_per_clip": self.frames_per_clip, "view": asdict(self.view),
                "step_30fps_fraction": self.step_30fps_fraction,
                "sequences": list(self.sequences) if self.sequences else None,
-               "antialiasing": self.antialiasing}
+               "antialiasing": self.antialiasing, "pose_model": self.pose_model}
         if self.bvh:
             out["bvh"] = {name: file_digest(p) for name, p in bvh_names(self.bvh).items()}
         return out
@@ -213,7 +215,7 @@ class ClipMaker:
         r.set_camera(view.R, view.t, view.fx, view.cx, view.cy, view.width, view.height)
         rows = np.zeros((len(posed.vertices), 33, 10), dtype=np.float32)
         n = len(rows)
-        with PoseTracker(PoseConfig()) as tracker:
+        with PoseTracker(PoseConfig(model=self.cfg.pose_model)) as tracker:
             for k, verts in enumerate(posed.vertices):
                 rows[k] = tracker.process(r.render(verts))
                 if k + 1 == ABORT_AFTER and not rows[:k + 1].any():
@@ -318,6 +320,7 @@ def _check_settings(out: Path, cfg: SynthConfig) -> None:
     want = json.loads(json.dumps(cfg.settings()))  # tuples read back as lists
     if path.is_file():
         have = json.loads(path.read_text(encoding="utf-8"))
+        have.setdefault("pose_model", "full")  # folders made before the setting existed
         if have != want:
             diff = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
             raise InputError(f"{out} was generated with other settings ({', '.join(diff)}); "

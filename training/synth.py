@@ -23,6 +23,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dataengine.cameras import ViewConfig
+    from dataengine.engine import SynthConfig
 
     parser.add_argument("--totalcapture", type=Path, required=True, metavar="DIR",
                         help="the shared TotalCapture package (its gt/ motion and cameras)")
@@ -45,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", type=_csv, default=None, metavar="SEQ,...",
                         help="draw motion only from these sequences (TC names such as "
                              "S1_acting1, or bvh:STEM for a --bvh file)")
+    parser.add_argument("--pose-model", default=SynthConfig.pose_model, choices=("full", "heavy"),
+                        help="BlazePose landmark model (default %(default)s; heavy is the model "
+                             "of the shared real landmarks, installed by make install)")
     parser.add_argument("--bvh", type=Path, nargs="+", default=(), metavar="FILE",
                         help="BVH files whose motion joins the TotalCapture sequences "
                              "(joints named like TotalCapture, Mixamo or CMU; any rest pose)")
@@ -72,7 +76,11 @@ def run(args: argparse.Namespace) -> int:
                       view=ViewConfig(size=args.size, tc_fraction=args.tc_fraction),
                       antialiasing=args.antialiasing,
                       sequences=tuple(args.sequences) if args.sequences else None,
-                      bvh=tuple(Path(p).resolve() for p in args.bvh))
+                      bvh=tuple(Path(p).resolve() for p in args.bvh),
+                      pose_model=args.pose_model)
+    from capture.models import require_pose_model
+
+    require_pose_model(cfg.pose_model)  # one line now, not a traceback from every worker
     with tqdm(desc="synth", unit="clip", dynamic_ncols=True) as bar:
         def progress(done: int, total: int) -> None:
             bar.total = total

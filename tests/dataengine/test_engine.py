@@ -71,6 +71,40 @@ def test_other_settings_into_the_same_folder_are_refused(synth_cfg, synth_run, t
         generate(replace(synth_cfg, frames_per_clip=synth_cfg.frames_per_clip + 1), tmp_path / "run", clips=1)
 
 
+def test_pose_model_is_a_setting_of_the_folder(synth_cfg, synth_run, maker, tmp_path):
+    """The landmarks come from the run's BlazePose model (heavy by default, as extract); a
+    folder made before the setting existed holds full-model clips and says so."""
+    import shutil
+    from dataclasses import replace
+
+    import pytest
+
+    from dataengine.engine import SETTINGS_NAME, generate, read_clip
+    from engine.errors import InputError
+
+    assert synth_cfg.pose_model == "heavy"
+    settings = json.loads((synth_run / SETTINGS_NAME).read_text())
+    assert settings["pose_model"] == "heavy"
+    full = replace(synth_cfg, pose_model="full")
+    with pytest.raises(InputError, match="pose_model"):
+        generate(full, synth_run, clips=1)
+    maker.cfg = full  # the session's Blender scene: one ClipMaker per process
+    try:
+        b = maker.make(0)["arrays"]
+    finally:
+        maker.cfg = synth_cfg
+    a = read_clip(synth_run / "clips" / "clip_000000.npz")
+    np.testing.assert_array_equal(a["positions"], b["positions"])  # the same clip, ...
+    assert not np.array_equal(a["landmarks"], b["landmarks"])      # ... another model's landmarks
+    old = tmp_path / "old"                                          # made before the setting
+    shutil.copytree(synth_run, old)
+    del settings["pose_model"]
+    (old / SETTINGS_NAME).write_text(json.dumps(settings))
+    assert generate(full, old, clips=1)["skipped"] == 1            # read as full: accepted
+    with pytest.raises(InputError, match="pose_model"):
+        generate(synth_cfg, old, clips=1)
+
+
 def test_ground_truth_is_the_rendered_body(synth_run):
     """FK with the stored offsets reproduces the stored joints; rotations are proper."""
     from dataengine.engine import read_clip
@@ -156,3 +190,5 @@ def test_command_line_makes_the_same_clip(synth_cfg, synth_run, tmp_path, capsys
     assert _entries(tmp_path) == _entries(synth_run)
     assert main(["synth", "--totalcapture", str(synth_cfg.totalcapture), "--out", str(tmp_path),
                  "--clips", "1", "--size", "100"]) == 2
+    assert main(["synth", "--totalcapture", str(synth_cfg.totalcapture), "--out", str(tmp_path),
+                 "--clips", "1", "--pose-model", "full"]) == 2  # the folder holds heavy clips
