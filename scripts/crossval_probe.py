@@ -3,6 +3,9 @@
     .venv/bin/python scripts/crossval_probe.py --totalcapture ../shared/data/totalcapture \\
         --engine ~/.cache/blaze2cap/synth --out runs/cv_probe [--steps 4000] [--folds SEQ,...]
 
+``--engine`` may be repeated (``DIR`` or ``NAME=DIR``: one arm each, named after the folder
+by default), e.g. two engine folders that differ in one setting, against the same real arm.
+
 The cheap stand-in for ``blaze2cap crossval`` (about 7 minutes a fold on 2 CPU cores instead
 of about 3 hours): for every real BlazePose sequence held out (all its cameras), the
 ``prepare`` command builds the fold's data with and without the data-engine clips, and the
@@ -81,10 +84,19 @@ def train_and_score(ds: Path, steps: int, seed: int = 0, engine_share: float | N
             "mpjpe_mm": float(mpjpe(p, g).mean()), "pa_mpjpe_mm": float(pa_mpjpe(p, g).mean())}
 
 
+def _engine_arm(text: str, n: int) -> tuple[str, Path]:
+    """``NAME=DIR`` or ``DIR`` -> (arm name, folder); a single unnamed folder is 'engine'."""
+    name, sep, folder = text.rpartition("=")
+    if not sep:
+        return ("engine" if n == 1 else Path(folder).name), Path(folder)
+    return name, Path(folder)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--totalcapture", type=Path, required=True)
-    ap.add_argument("--engine", type=Path, required=True)
+    ap.add_argument("--engine", action="append", required=True, metavar="[NAME=]DIR",
+                    help="a data-engine folder (repeat for more arms)")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--folds", default=None, help="held-out sequences (default: all)")
@@ -93,43 +105,53 @@ def main() -> None:
                          "(default: as many as they are)")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    engines = dict(_engine_arm(e, len(args.engine)) for e in args.engine)
+    if "real" in engines or len(engines) < len(args.engine):
+        raise SystemExit("engine arms need distinct names other than 'real' (NAME=DIR)")
+    arms = ("real", *engines)
     folds = args.folds.split(",") if args.folds else fold_sequences(args.totalcapture)
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "crossval_probe.json"
     res = json.loads(path.read_text()) if path.is_file() else {}
     for seq in folds:
-        for arm in ("real", "engine"):
+        for arm in arms:
             if arm in res.get(seq, {}):
                 continue
             ds = args.out / f"{seq}_{arm}"
             shutil.rmtree(ds, ignore_errors=True)
             prep = ["prepare", "--totalcapture", str(args.totalcapture), "--out", str(ds),
                     "--val", seq]
-            if arm == "engine":
-                prep += ["--engine", str(args.engine)]
+            if arm != "real":
+                prep += ["--engine", str(engines[arm])]
             if cli(prep):
                 raise SystemExit(f"prepare failed for {seq} / {arm}")
             t0 = time.time()
             score = train_and_score(ds, args.steps,
-                                    engine_share=args.engine_share if arm == "engine" else None)
+                                    engine_share=args.engine_share if arm != "real" else None)
             score["seconds"] = round(time.time() - t0, 1)
             res.setdefault(seq, {})[arm] = score
             write_json_atomic(path, res)
             shutil.rmtree(ds, ignore_errors=True)
             print(seq, arm, score, flush=True)
-    lines = ["| held-out sequence | test frames | real | real + engine | change |",
-             "|---|---|---|---|---|"]
-    mean = {a: {k: np.mean([res[s][a][k] for s in folds]) for k in ("mpjpe_mm", "pa_mpjpe_mm")}
-            for a in ("real", "engine")}
+    lines = ["| held-out sequence | test frames | real | "
+             + " | ".join(f"real + {a} (change)" for a in engines) + " |",
+             "|---|---|---|" + "---|" * len(engines)]
+    keys = ("mpjpe_mm", "pa_mpjpe_mm")
+    mean = {a: {k: np.mean([res[s][a][k] for s in folds]) for k in keys} for a in arms}
 
-    def row(name, frames, r, e):
-        ch = [100 * (e[k] - r[k]) / r[k] for k in ("mpjpe_mm", "pa_mpjpe_mm")]
+    def row(name, frames, r, es):
+        cells = []
+        for e in es:
+            ch = [100 * (e[k] - r[k]) / r[k] for k in keys]
+            cells.append(f"{e['mpjpe_mm']:.1f} / {e['pa_mpjpe_mm']:.1f} "
+                         f"({ch[0]:+.1f} % / {ch[1]:+.1f} %)")
         return (f"| {name} | {frames} | {r['mpjpe_mm']:.1f} / {r['pa_mpjpe_mm']:.1f} | "
-                f"{e['mpjpe_mm']:.1f} / {e['pa_mpjpe_mm']:.1f} | {ch[0]:+.1f} % / {ch[1]:+.1f} % |")
+                + " | ".join(cells) + " |")
 
     for s in folds:
-        lines.append(row(s, res[s]["real"]["frames"], res[s]["real"], res[s]["engine"]))
-    lines.append(row("**mean over folds**", "", mean["real"], mean["engine"]))
+        lines.append(row(s, res[s]["real"]["frames"], res[s]["real"],
+                         [res[s][a] for a in engines]))
+    lines.append(row("**mean over folds**", "", mean["real"], [mean[a] for a in engines]))
     share = ("" if args.engine_share is None
              else f", {100 * args.engine_share:.0f} % of each batch from the engine clips")
     lines += ["", f"MPJPE / PA-MPJPE in mm of the per-frame branch alone ({args.steps} steps of "
