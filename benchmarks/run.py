@@ -13,7 +13,8 @@ Figures (each the median of several runs; the table says how many):
   (after a window of context), wall time and CPU time of the thread;
 * extract-only and end-to-end animate speed, frames/s, on the same real video
   (``capture.samples.sample_video("sports2d")``), runs interleaved, in this process (imports
-  done before the clocks start), and their ratio;
+  done before the clocks start), and their ratio, with BlazePose's default heavy model; and
+  extract-only with the full model (``--model full``, Live's);
 * seconds to key 10,000 frames x 22 bones into Blender (``blaze2cap_addon.scene.write_action``);
 * peak memory (max RSS) of ``blaze2cap predict`` and of ``blaze2cap animate --landmarks`` on
   216,000 frames (an hour at 60 fps) of synthetic landmarks, each in its own process (read
@@ -208,17 +209,22 @@ def bench_streaming(weights: Path, sizes: Sizes, runs: int) -> list[Figure]:
 def bench_video(weights: Path, sizes: Sizes, folder: Path) -> list[Figure]:
     import bpy  # noqa: F401  (imported before the clocks start, like torch and mediapipe)
 
-    from capture.blazepose import extract_landmarks
+    from capture.blazepose import PoseConfig, extract_landmarks
     from capture.samples import sample_video
     from training.animate import animate
 
     video = sample_video("sports2d")
-    extract_landmarks(video, folder / "warm-up.npy", end=10)  # MediaPipe's first-run set-up
-    extract_fps, animate_fps, frames = [], [], 0
-    for i in range(sizes.video_runs):  # interleaved: both see the same machine load
+    full = PoseConfig(model="full")
+    for config in (PoseConfig(), full):  # MediaPipe's first-run set-up of each model
+        extract_landmarks(video, folder / "warm-up.npy", end=10, config=config)
+    extract_fps, full_fps, animate_fps, frames = [], [], [], 0
+    for i in range(sizes.video_runs):  # interleaved: all see the same machine load
         t = time.perf_counter()
         res = extract_landmarks(video, folder / f"x{i}.npy", end=sizes.video_end)
         extract_fps.append(res.frames / (time.perf_counter() - t))
+        t = time.perf_counter()
+        res = extract_landmarks(video, folder / f"f{i}.npy", end=sizes.video_end, config=full)
+        full_fps.append(res.frames / (time.perf_counter() - t))
         t = time.perf_counter()
         summary = animate(video, checkpoint=weights, end=sizes.video_end)
         animate_fps.append(summary["frames"] / (time.perf_counter() - t))
@@ -226,8 +232,10 @@ def bench_video(weights: Path, sizes: Sizes, folder: Path) -> list[Figure]:
     e, a = median(extract_fps), median(animate_fps)
     n = sizes.video_runs
     note = f"{video.name} (sports2d), {frames} frames"
-    return [Figure("extract_fps", "Extract only (BlazePose), real video", e, "frames/s", n,
+    return [Figure("extract_fps", "Extract only (BlazePose heavy), real video", e, "frames/s", n,
                    extract_fps, note),
+            Figure("extract_full_fps", "Extract only (BlazePose full), same video",
+                   median(full_fps), "frames/s", n, full_fps, "extract --model full; Live's model"),
             Figure("animate_fps", "End-to-end animate, same video", a, "frames/s", n,
                    animate_fps, "BlazePose + engine + retarget + Blender keys"),
             Figure("animate_over_extract", "Animate / extract speed", a / e, "ratio", n,
