@@ -54,11 +54,9 @@ POSE_MODELS = {
     "full": ModelSource("pose_landmark_full.tflite",
                         "e9a5c5cb17f736fafd4c2ec1da3b3d331d6edbe8a0d32395855aeb2cdfd64b9f", None),
     "heavy": ModelSource("pose_landmark_heavy.tflite",
-                         "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe", _NPM, _NPM_SHA256,
-                         "package/pose_landmark_heavy.tflite"),
+                         "59e42d71bcd44cbdbabc419f0ff76686595fd265419566bd4009ef703ea8e1fe",
+                         _NPM, _NPM_SHA256, "package/pose_landmark_heavy.tflite"),
 }
-
-
 BUNDLE_DIR = "pose_models"   # capture/pose_models/ in the extension's wheel (not in git)
 
 
@@ -105,20 +103,22 @@ def require_pose_model(name: str) -> Path:
     """The model's path; :class:`ModelMissingError` (one line) when it is absent or altered
     (a bundled copy, when there is one, is installed first)."""
     path = model_path(name)
-    if not pose_model_installed(name) and bundled_path(name).is_file():
-        data = bundled_path(name).read_bytes()
+    if pose_model_installed(name):
+        return path
+    bundled = bundled_path(name)
+    if bundled.is_file():
+        data = bundled.read_bytes()
         if _sha256(data) == _source(name).sha256:
             atomic_write_bytes(path, lambda f: f.write(data))
             log.info("installed the bundled BlazePose %s model: %s", name, path)
+            return path
     if not path.is_file():
         hint = ("reinstall mediapipe==0.10.21" if _source(name).url is None
                 else f"run `python -m capture.models install {name}` once (make install does)")
         raise ModelMissingError(f"the BlazePose {name} model is not installed ({path.name}): "
                                 f"{hint}")
-    if _sha256(path.read_bytes()) != _source(name).sha256:
-        raise ModelMissingError(f"{path} is not the pinned BlazePose {name} model (checksum "
-                                f"differs): run `python -m capture.models install {name}`")
-    return path
+    raise ModelMissingError(f"{path} is not the pinned BlazePose {name} model (checksum "
+                            f"differs): run `python -m capture.models install {name}`")
 
 
 def default_cache_dir() -> Path:
@@ -133,7 +133,7 @@ def install_pose_model(name: str, archive: Path | None = None,
     ``cache_dir``). Every byte is checked against the pinned SHA-256s before it is written."""
     src = _source(name)
     dest = model_path(name)
-    if dest.is_file() and _sha256(dest.read_bytes()) == src.sha256:
+    if pose_model_installed(name):
         return dest
     if src.url is None:
         raise ModelMissingError(f"the BlazePose {name} model comes with mediapipe: reinstall "
@@ -176,7 +176,8 @@ def _archive_bytes(src: ModelSource, archive: Path | None, cache_dir: Path) -> b
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m capture.models", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m capture.models",
+                                 description=__doc__.split("\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     ins = sub.add_parser("install", help="install a pinned BlazePose model for mediapipe")
     ins.add_argument("name", choices=sorted(POSE_MODELS))
