@@ -39,7 +39,10 @@ out["bones"] = len(obj.data.bones)
 out["frames"] = [bpy.context.scene.frame_start, bpy.context.scene.frame_end]
 out["export"] = sorted(bpy.ops.b2c.export_bvh("EXEC_DEFAULT", filepath=bvh))
 import cv2, engine, mediapipe
+from capture import models
 out["modules"] = {m.__name__: m.__file__ for m in (cv2, engine, mediapipe)}
+out["heavy"] = [str(models.model_path("heavy")), models.pose_model_installed("heavy"),
+                models.bundled_path("heavy").is_file()]
 out["torch"] = "torch" in sys.modules
 print("RESULT " + json.dumps(out))
 '''
@@ -95,4 +98,7 @@ def test_extension_installs_and_animates(extension_zip, sports2d_video, tiny_che
     assert out["export"] == ["FINISHED"] and "Frames: 8" in bvh.read_text()
     user = str(tmp_path / "user")
     assert all(path.startswith(user) for path in out["modules"].values()), out["modules"]
+    # Animate tracked with BlazePose heavy: the extension's bundled copy, put in place offline
+    heavy_path, installed, bundled = out["heavy"]
+    assert heavy_path.startswith(user) and installed and bundled
     assert not out["torch"]
