@@ -47,41 +47,61 @@ def _engine_rows(ds: WindowDataset, rows: np.ndarray) -> np.ndarray:
     return engine[entry]
 
 
-def train_and_score(ds: Path, steps: int, seed: int = 0, engine_share: float | None = None) -> dict:
-    """Train the per-frame branch on ``ds``'s training split; score its test split. With
-    ``engine_share``, that share of every batch comes from the data-engine frames (else
-    every training frame is equally likely)."""
+def fit_branch(tr: dict, pool: torch.Tensor, extra: torch.Tensor | None = None,
+               n_extra: int = 0, steps: int = 4000, seed: int = 0) -> FrameMLP:
+    """Train the per-frame branch on the clean frames ``tr`` (``clean_frames``): batches of
+    1024 rows, ``n_extra`` of them drawn from ``extra`` and the rest from ``pool`` (indices
+    into ``tr``), standardised by the statistics of the rows it can draw. Returns it in eval
+    mode."""
     torch.manual_seed(seed)
-    train_set = WindowDataset(ds, "train")
-    tr = clean_frames(train_set)
-    te = clean_frames(WindowDataset(ds, "test"))
-    eng = torch.from_numpy(np.flatnonzero(_engine_rows(train_set, tr["rows"])))
-    real = torch.from_numpy(np.flatnonzero(~_engine_rows(train_set, tr["rows"])))
-    n_eng = 0 if engine_share is None or not len(eng) else int(round(1024 * engine_share))
-    net = FrameMLP(tr["features"].mean(0), tr["features"].std(0), 256, 2)
+    rows = pool if not n_extra else torch.cat([pool, extra])
+    net = FrameMLP(tr["features"][rows].mean(0), tr["features"][rows].std(0), 256, 2)
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = 1e-3 * max(0.02, 1 - step / steps)
-        if n_eng:
-            idx = torch.cat([eng[torch.randint(0, len(eng), (n_eng,))],
-                             real[torch.randint(0, len(real), (1024 - n_eng,))]])
+        if n_extra:  # the extra rows are drawn first (the published tables' order)
+            first = extra[torch.randint(0, len(extra), (n_extra,))]
+            idx = torch.cat([first, pool[torch.randint(0, len(pool), (1024 - n_extra,))]])
         else:
-            idx = torch.randint(0, len(tr["features"]), (1024,))
+            idx = pool[torch.randint(0, len(pool), (1024,))]
         loss = (net(tr["features"][idx]) - tr["joints"][idx, 1:]).norm(dim=-1).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
-    net.eval()
+    return net.eval()
+
+
+def train_and_score(ds: Path, steps: int, seed: int = 0, engine_share: float | None = None) -> dict:
+    """Train the per-frame branch on ``ds``'s training split; score its test split. With
+    ``engine_share``, that share of every batch comes from the data-engine frames (else
+    every training frame is equally likely)."""
+    train_set = WindowDataset(ds, "train")
+    tr = clean_frames(train_set)
+    te = clean_frames(WindowDataset(ds, "test"))
+    is_eng = _engine_rows(train_set, tr["rows"])
+    eng = torch.from_numpy(np.flatnonzero(is_eng))
+    n_eng = 0 if engine_share is None or not len(eng) else int(round(1024 * engine_share))
+    if n_eng:
+        net = fit_branch(tr, torch.from_numpy(np.flatnonzero(~is_eng)), eng, n_eng, steps, seed)
+    else:
+        net = fit_branch(tr, torch.arange(len(tr["features"])), steps=steps, seed=seed)
+    return {**score_branch(net, te), "train_frames": int(len(tr["joints"])),
+            "engine_train_frames": int(len(eng))}
+
+
+def score_branch(net: FrameMLP, frames: dict, rows: np.ndarray | None = None) -> dict:
+    """MPJPE / PA-MPJPE (mm, the protocol's 12 joints) of ``net`` on clean frames (all, or
+    ``rows``)."""
+    feats, gt = frames["features"], frames["joints"].numpy()
+    if rows is not None:
+        feats, gt = feats[torch.from_numpy(rows)], gt[rows]
     with torch.no_grad():
-        pred = torch.cat([net(te["features"][i:i + 8192])
-                          for i in range(0, len(te["features"]), 8192)])
+        pred = torch.cat([net(feats[i:i + 8192]) for i in range(0, len(feats), 8192)])
     pred = torch.cat([torch.zeros(len(pred), 1, 3), pred], 1).numpy()
-    gt = te["joints"].numpy()
     p, g = center_eval_joints(pred), center_eval_joints(gt)
-    return {"frames": int(len(gt)), "train_frames": int(len(tr["joints"])),
-            "engine_train_frames": int(len(eng)),
-            "mpjpe_mm": float(mpjpe(p, g).mean()), "pa_mpjpe_mm": float(pa_mpjpe(p, g).mean())}
+    return {"frames": int(len(gt)), "mpjpe_mm": float(mpjpe(p, g).mean()),
+            "pa_mpjpe_mm": float(pa_mpjpe(p, g).mean())}
 
 
 def _engine_arm(text: str, n: int) -> tuple[str, Path]:

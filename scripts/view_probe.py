@@ -31,24 +31,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from crossval_probe import _engine_rows  # noqa: E402
-from position_probe import FrameMLP, clean_frames  # noqa: E402
+from crossval_probe import _engine_rows, fit_branch, score_branch  # noqa: E402
+from position_probe import clean_frames  # noqa: E402
 
 from engine.atomic import write_json_atomic  # noqa: E402
 from engine.data import WindowDataset  # noqa: E402
-from engine.metrics import center_eval_joints, mpjpe, pa_mpjpe  # noqa: E402
 from training.cli import main as cli  # noqa: E402
-
-
-def _score(net, frames: dict, rows: np.ndarray) -> dict:
-    with torch.no_grad():
-        feats = frames["features"][torch.from_numpy(rows)]
-        pred = torch.cat([net(feats[i:i + 8192]) for i in range(0, len(feats), 8192)])
-    pred = torch.cat([torch.zeros(len(pred), 1, 3), pred], 1).numpy()
-    gt = frames["joints"].numpy()[rows]
-    p, g = center_eval_joints(pred), center_eval_joints(gt)
-    return {"frames": int(len(rows)), "mpjpe_mm": float(mpjpe(p, g).mean()),
-            "pa_mpjpe_mm": float(pa_mpjpe(p, g).mean())}
 
 
 def _view_rows(ds: WindowDataset, rows: np.ndarray) -> dict[str, np.ndarray]:
@@ -86,24 +74,9 @@ def main() -> None:
     eng, real = (torch.from_numpy(np.flatnonzero(m)) for m in (is_eng, ~is_eng))
     res = {}
     for arm, n_eng in (("real", 0), ("real + engine", int(round(1024 * args.engine_share)))):
-        torch.manual_seed(0)
-        sel = real if n_eng == 0 else torch.cat([real, eng])
-        feats = tr["features"][sel]
-        net = FrameMLP(feats.mean(0), feats.std(0), 256, 2)
-        opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
-        for step in range(args.steps):
-            for group in opt.param_groups:
-                group["lr"] = 1e-3 * max(0.02, 1 - step / args.steps)
-            idx = real[torch.randint(0, len(real), (1024 - n_eng,))]
-            if n_eng:
-                idx = torch.cat([eng[torch.randint(0, len(eng), (n_eng,))], idx])
-            loss = (net(tr["features"][idx]) - tr["joints"][idx, 1:]).norm(dim=-1).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        net.eval()
-        res[arm] = {"real_heldout": _score(net, real_te, np.arange(len(real_te["joints"]))),
-                    **{v: _score(net, eng_te, r) for v, r in views.items()}}
+        net = fit_branch(tr, real, eng, n_eng, args.steps)
+        res[arm] = {"real_heldout": score_branch(net, real_te),
+                    **{v: score_branch(net, eng_te, r) for v, r in views.items()}}
         print(arm, json.dumps(res[arm]), flush=True)
     res["settings"] = {"val": args.val, "steps": args.steps, "engine_share": args.engine_share,
                        "engine_train": str(args.engine_train),
