@@ -123,10 +123,9 @@ def check_settings(settings: AnimateSettings) -> None:
                                   f"({DEFAULT_WEIGHTS.name}); choose a checkpoint (blaze2cap animate "
                                   "--checkpoint, or the add-on preferences)")
     if not settings.reuse_landmarks or not Path(settings.landmarks_path).is_file():
-        from capture.blazepose import PoseConfig
         from capture.models import require_pose_model
 
-        require_pose_model(PoseConfig(model=settings.pose_model).model)
+        require_pose_model(settings.pose_model)  # also refuses an unknown model name
     if settings.start < 0 or (settings.end is not None and settings.end <= settings.start):
         raise InputError(f"invalid frame range {settings.start}..{settings.end}: the end must "
                          "come after the start")
