@@ -18,6 +18,9 @@ motion left out) in several ways, all standardised by the statistics of every tr
   second half (pre-train on both, fine-tune on real);
 * ``tc_views``: as ``mix``, with only the clips seen by one of the eight TotalCapture
   calibrations (the views of every real test frame);
+* ``random_views``: as ``tc_views``, with clips seen from random views instead: whole clips in
+  a seeded order until they hold as many clean frames as the ``tc_views`` arm (so the two
+  differ in the views only, not in the amount of data);
 * ``corrected``: as ``mix``, with each engine clip's 12 protocol joints moved by a fixed
   offset in their parent bone's frame: the median, over the fold's real training frames, of
   (joint - BlazePose's world landmark) minus the same median over the engine frames. It
@@ -55,7 +58,7 @@ from engine.skeleton import (EVAL_BLAZEPOSE_INDICES, EVAL_JOINT_INDICES,  # noqa
 from training.cli import main as cli  # noqa: E402
 from training.crossval import fold_sequences  # noqa: E402
 
-ARMS = ("real", "mix", "flag", "pretrain", "tc_views", "corrected")
+ARMS = ("real", "mix", "flag", "pretrain", "tc_views", "random_views", "corrected")
 _UP_LEGS = (15, 18)  # RightUpLeg, LeftUpLeg: the protocol's centre
 
 
@@ -126,12 +129,22 @@ def corrected_joints(tr: dict, train: WindowDataset, real: torch.Tensor,
     return joints, delta
 
 
-def _tc_view_rows(ds: WindowDataset, rows: np.ndarray) -> np.ndarray:
-    """(N,) bool over the kept rows: from an engine clip seen by a TotalCapture camera."""
+def _view_rows(ds: WindowDataset, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (into the kept rows) of engine frames seen by a TotalCapture camera, and of as
+    many (or just more) from random views: whole clips in a seeded order."""
     entry = np.repeat(np.arange(len(ds.entries)), np.diff(ds.starts))[rows]
-    tc = np.array([e.get("source_format") == "dataengine" and int(e.get("camera") or 0) > 0
-                   for e in ds.entries])
-    return tc[entry]
+    eng = [e.get("source_format") == "dataengine" for e in ds.entries]
+    cam = np.array([int(e.get("camera") or 0) if g else -1 for e, g in zip(ds.entries, eng)])
+    clip = np.array([e.get("engine_clip", "") for e in ds.entries])[entry]
+    tc = np.flatnonzero(cam[entry] > 0)
+    rand = cam[entry] == 0
+    picked, n = [], 0
+    for c in np.random.default_rng(0).permutation(sorted(set(clip[rand]))):
+        if n >= len(tc):
+            break
+        picked.append(c)
+        n += int((rand & (clip == c)).sum())
+    return tc, np.flatnonzero(rand & np.isin(clip, picked))
 
 
 def run_fold(ds: Path, arms: list[str], done: dict, steps: int, share: float, save) -> None:
@@ -155,8 +168,9 @@ def run_fold(ds: Path, arms: list[str], done: dict, steps: int, share: float, sa
         elif arm == "pretrain":
             net = fit_arm(tr, real, eng, lambda s: 2 * n if s < steps // 2 else 0, steps)
         else:
-            if arm == "tc_views":
-                pool = torch.from_numpy(np.flatnonzero(_tc_view_rows(train, tr["rows"])))
+            if arm in ("tc_views", "random_views"):
+                tc, rand = _view_rows(train, tr["rows"])
+                pool = torch.from_numpy(tc if arm == "tc_views" else rand)
             elif arm == "corrected":
                 joints, delta = corrected_joints(tr, train, real, eng)
                 frames = {**tr, "joints": joints}
