@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -47,25 +48,48 @@ def _engine_rows(ds: WindowDataset, rows: np.ndarray) -> np.ndarray:
     return engine[entry]
 
 
+class FlagMLP(torch.nn.Module):
+    """The per-frame branch with one more input: 1 on engine frames, 0 on real ones (a domain
+    tag; 0 at test)."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor, width: int = 256, blocks: int = 2):
+        super().__init__()
+        self.inner = FrameMLP(torch.cat([mean, torch.zeros(1)]), torch.cat([std, torch.ones(1)]),
+                              width, blocks)
+
+    def forward(self, x: torch.Tensor, flag: torch.Tensor | None = None) -> torch.Tensor:
+        """(N, 450) features, (N,) flags (default 0: real) -> (N, 20, 3) joints 1..20, metres."""
+        f = torch.zeros(len(x), 1) if flag is None else flag[:, None].to(x.dtype)
+        return self.inner(torch.cat([x, f], 1))
+
+
 def fit_branch(tr: dict, pool: torch.Tensor, extra: torch.Tensor | None = None,
-               n_extra: int = 0, steps: int = 4000, seed: int = 0) -> FrameMLP:
+               n_extra: int | Callable[[int], int] = 0, steps: int = 4000, seed: int = 0,
+               stats: torch.Tensor | None = None, flag: bool = False) -> torch.nn.Module:
     """Train the per-frame branch on the clean frames ``tr`` (``clean_frames``): batches of
-    1024 rows, ``n_extra`` of them drawn from ``extra`` and the rest from ``pool`` (indices
-    into ``tr``), standardised by the statistics of the rows it can draw. Returns it in eval
-    mode."""
+    1024 rows, ``n_extra`` of them (a number, or a function of the step) drawn from ``extra``
+    and the rest from ``pool`` (indices into ``tr``), standardised by the statistics of the
+    rows ``stats`` (default: those it can draw). ``flag``: a ``FlagMLP`` told which rows are
+    extra. Returns it in eval mode."""
     torch.manual_seed(seed)
-    rows = pool if not n_extra else torch.cat([pool, extra])
-    net = FrameMLP(tr["features"][rows].mean(0), tr["features"][rows].std(0), 256, 2)
+    count = n_extra if callable(n_extra) else (lambda step: n_extra)
+    if stats is None:
+        stats = pool if not n_extra else torch.cat([pool, extra])
+    mean, std = tr["features"][stats].mean(0), tr["features"][stats].std(0)
+    net = FlagMLP(mean, std) if flag else FrameMLP(mean, std, 256, 2)
     opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
     for step in range(steps):
         for group in opt.param_groups:
             group["lr"] = 1e-3 * max(0.02, 1 - step / steps)
-        if n_extra:  # the extra rows are drawn first (the published tables' order)
-            first = extra[torch.randint(0, len(extra), (n_extra,))]
-            idx = torch.cat([first, pool[torch.randint(0, len(pool), (1024 - n_extra,))]])
+        n = count(step)
+        if n:  # the extra rows are drawn first (the published tables' order)
+            first = extra[torch.randint(0, len(extra), (n,))]
+            idx = torch.cat([first, pool[torch.randint(0, len(pool), (1024 - n,))]])
         else:
             idx = pool[torch.randint(0, len(pool), (1024,))]
-        loss = (net(tr["features"][idx]) - tr["joints"][idx, 1:]).norm(dim=-1).mean()
+        x = tr["features"][idx]
+        out = net(x, torch.cat([torch.ones(n), torch.zeros(1024 - n)])) if flag else net(x)
+        loss = (out - tr["joints"][idx, 1:]).norm(dim=-1).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -1,13 +1,14 @@
 """Ways of using the engine clips, compared by leave-one-sequence-out cross-validation.
 
     .venv/bin/python scripts/sim2real_probe.py --totalcapture ../shared/data/totalcapture \\
-        --engine DIR --out runs/sim2real [--arms real,mix,flag,pretrain,tc_views,corrected]
+        --engine DIR --out runs/sim2real [--arms real,mix,flag,...]
         [--folds SEQ,...] [--steps 4000] [--engine-share 0.25]
 
 The per-frame branch of ``scripts/crossval_probe.py`` (``FrameBranch`` on standardised
 features, width 256, 2 blocks, batches of 1024 clean frames, the same seed and steps in every
 arm), trained on one ``prepare``d fold (real pairs + engine clips, the held-out sequence's
-motion left out) in several ways, all standardised by the statistics of every training frame:
+motion left out) in several ways, each standardised by the statistics of the real frames and
+the engine frames it draws from (the real arm: all of them):
 
 * ``real``: the real pairs alone;
 * ``mix``: ``--engine-share`` of every batch from the engine clips (crossval_probe's arm);
@@ -47,8 +48,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from crossval_probe import _engine_rows, score_branch  # noqa: E402
-from position_probe import FrameMLP, clean_frames  # noqa: E402
+from crossval_probe import _engine_rows, fit_branch, score_branch  # noqa: E402
+from position_probe import clean_frames  # noqa: E402
 
 from engine.atomic import write_json_atomic  # noqa: E402
 from engine.data import WindowDataset  # noqa: E402
@@ -60,45 +61,6 @@ from training.crossval import fold_sequences  # noqa: E402
 
 ARMS = ("real", "mix", "flag", "pretrain", "tc_views", "random_views", "corrected")
 _UP_LEGS = (15, 18)  # RightUpLeg, LeftUpLeg: the protocol's centre
-
-
-class FlagMLP(torch.nn.Module):
-    """The per-frame branch with one more input: 1 on engine frames, 0 on real ones."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor, width: int = 256, blocks: int = 2):
-        super().__init__()
-        self.inner = FrameMLP(torch.cat([mean, torch.zeros(1)]), torch.cat([std, torch.ones(1)]),
-                              width, blocks)
-
-    def forward(self, x: torch.Tensor, flag: torch.Tensor | None = None) -> torch.Tensor:
-        """(N, 450) features, (N,) flags (default 0: real) -> (N, 20, 3) joints 1..20, metres."""
-        f = torch.zeros(len(x), 1) if flag is None else flag[:, None].to(x.dtype)
-        return self.inner(torch.cat([x, f], 1))
-
-
-def fit_arm(tr: dict, real: torch.Tensor, eng: torch.Tensor, n_engine, steps: int = 4000,
-            flag: bool = False, seed: int = 0) -> torch.nn.Module:
-    """Train on the clean frames ``tr``: every batch of 1024 rows has ``n_engine(step)`` rows
-    drawn from ``eng`` (first) and the rest from ``real`` (indices into ``tr``). Returns the
-    branch in eval mode."""
-    torch.manual_seed(seed)
-    rows = torch.cat([real, eng])
-    mean, std = tr["features"][rows].mean(0), tr["features"][rows].std(0)
-    net = FlagMLP(mean, std) if flag else FrameMLP(mean, std, 256, 2)
-    opt = torch.optim.AdamW(net.parameters(), 1e-3, weight_decay=1e-4)
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 1e-3 * max(0.02, 1 - step / steps)
-        n = n_engine(step) if len(eng) else 0
-        idx = torch.cat([eng[torch.randint(0, len(eng), (n,))],
-                         real[torch.randint(0, len(real), (1024 - n,))]])
-        x = tr["features"][idx]
-        out = net(x, torch.cat([torch.ones(n), torch.zeros(1024 - n)])) if flag else net(x)
-        loss = (out - tr["joints"][idx, 1:]).norm(dim=-1).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return net.eval()
 
 
 def joint_offsets(tr: dict, rows: torch.Tensor, glob: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -161,12 +123,12 @@ def run_fold(ds: Path, arms: list[str], done: dict, steps: int, share: float, sa
             continue
         t0, extra = time.time(), {}
         frames, pool = tr, eng
-        if arm == "real":
-            net = fit_arm(tr, real, eng, lambda s: 0, steps)
+        if arm == "real":  # standardised as the engine arms: by every training frame
+            net = fit_branch(tr, real, steps=steps, stats=torch.cat([real, eng]))
         elif arm == "flag":
-            net = fit_arm(tr, real, eng, lambda s: n, steps, flag=True)
+            net = fit_branch(tr, real, eng, n, steps, flag=True)
         elif arm == "pretrain":
-            net = fit_arm(tr, real, eng, lambda s: 2 * n if s < steps // 2 else 0, steps)
+            net = fit_branch(tr, real, eng, lambda s: 2 * n if s < steps // 2 else 0, steps)
         else:
             if arm in ("tc_views", "random_views"):
                 tc, rand = _view_rows(train, tr["rows"])
@@ -175,7 +137,7 @@ def run_fold(ds: Path, arms: list[str], done: dict, steps: int, share: float, sa
                 joints, delta = corrected_joints(tr, train, real, eng)
                 frames = {**tr, "joints": joints}
                 extra["offset_mm"] = [[round(float(v) * 1000, 1) for v in r] for r in delta]
-            net = fit_arm(frames, real, pool, lambda s: n, steps)
+            net = fit_branch(frames, real, pool, n, steps)
         score = {**score_branch(net, te), **extra, "engine_train_frames": int(len(pool)),
                  "seconds": round(time.time() - t0, 1)}
         save(arm, score)
