@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from capture.blazepose import MODEL_COMPLEXITY
+
     parser.add_argument("video", type=Path, help="input video of one person")
     parser.add_argument("--blend", type=Path, help="write the scene to this .blend file")
     parser.add_argument("--bvh", type=Path, help="write the animation to this .bvh file")
@@ -36,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the hips above the origin (height kept, no travel)")
     parser.add_argument("--smoothing", type=float, default=0.0,
                         help="Gaussian smoothing of the keys, sigma in frames (default 0 = off)")
-    parser.add_argument("--pose-model", default="heavy", choices=("heavy", "full"),
+    parser.add_argument("--pose-model", default="heavy", choices=tuple(MODEL_COMPLEXITY),
                         help="BlazePose model (default heavy: the model the engine was trained "
                              "on; full: about twice as fast, less accurate)")
     # Benchmarks and tests: (F, 33, 10) landmarks with their .json sidecar instead of BlazePose.

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from capture.blazepose import (PoseConfig, check_output_path, default_output_path,
-                               extract_landmarks)
+from capture.blazepose import (MODEL_COMPLEXITY, PoseConfig, check_output_path,
+                               default_output_path, extract_landmarks)
 from capture.video import check_frame_range, probe_video, quiet_native_logs
 
 
@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-side", type=int, default=PoseConfig.max_side,
                         help="downscale frames so their longer side is at most this many "
                              "pixels before BlazePose (default %(default)s)")
-    parser.add_argument("--model", default=PoseConfig.model, choices=("full", "heavy"),
+    parser.add_argument("--model", default=PoseConfig.model, choices=tuple(MODEL_COMPLEXITY),
                         help="BlazePose landmark model (default %(default)s; heavy: slower, the "
                              "model of the training landmarks, installed by make install)")
 

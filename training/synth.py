@@ -23,6 +23,7 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dataengine.cameras import ViewConfig
+    from capture.blazepose import MODEL_COMPLEXITY
     from dataengine.engine import SynthConfig
 
     parser.add_argument("--totalcapture", type=Path, required=True, metavar="DIR",
@@ -46,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", type=_csv, default=None, metavar="SEQ,...",
                         help="draw motion only from these sequences (TC names such as "
                              "S1_acting1, or bvh:STEM for a --bvh file)")
-    parser.add_argument("--pose-model", default=SynthConfig.pose_model, choices=("full", "heavy"),
+    parser.add_argument("--pose-model", default=SynthConfig.pose_model,
+                        choices=tuple(MODEL_COMPLEXITY),
                         help="BlazePose landmark model (default %(default)s; heavy is the model "
                              "of the shared real landmarks, installed by make install)")
     parser.add_argument("--bvh", type=Path, nargs="+", default=(), metavar="FILE",
